@@ -1,0 +1,21 @@
+"""sharpsk: scikit-learn style estimators for sharpness dynamics.
+
+The top eigenvalue of the training-loss Hessian (the *sharpness*) while a
+network trains with gradient descent: early sharpness reduction, progressive
+sharpening, the edge of stability and the period-doubling route to chaos
+(Kalra, He & Barkeshli, ICLR 2025).
+
+``sharpsk.plotting`` is a separate public module (it imports matplotlib).
+"""
+
+from ._base import DivergenceWarning
+from ._parameterization import ParameterizationTransformer
+from ._uv import UVRegressor
+from ._version import __version__
+
+__all__ = [
+    "DivergenceWarning",
+    "UVRegressor",
+    "ParameterizationTransformer",
+    "__version__",
+]

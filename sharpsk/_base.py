@@ -1,0 +1,53 @@
+"""What the gradient-descent regressors share: parameters, traces, divergence."""
+
+import warnings
+from numbers import Integral, Real
+
+import numpy as np
+from sklearn.utils._param_validation import Interval, StrOptions
+
+from ._parameterization import PARAMETERIZATIONS, ParameterizationTransformer
+
+__all__ = ["DivergenceWarning"]
+
+
+class DivergenceWarning(UserWarning):
+    """Gradient descent diverged at the requested learning rate.
+
+    Divergence is a result, not an error: the estimator sets ``diverged_ = True``,
+    keeps the finite prefix of every trace and emits this warning once per fit.
+    Silence it with ``warnings.simplefilter("ignore", DivergenceWarning)``.
+    """
+
+
+# Parameters every gradient-descent regressor of sharpsk has, with one meaning.
+GD_PARAMETER_CONSTRAINTS = {
+    "learning_rate": [Interval(Real, 0, None, closed="neither")],
+    "max_iter": [Interval(Integral, 0, None, closed="left")],
+    "parameterization": [
+        StrOptions(set(PARAMETERIZATIONS)),
+        ParameterizationTransformer,
+    ],
+    "init_scale": [Interval(Real, 0, None, closed="neither")],
+    "random_state": ["random_state"],
+    "verbose": ["verbose"],
+}
+
+
+def recorded_steps(n_steps, every):
+    """Steps ``0, every, 2*every, ...`` up to ``n_steps``, always ending at it."""
+    steps = np.arange(0, n_steps + 1, every)
+    if steps[-1] != n_steps:
+        steps = np.append(steps, n_steps)
+    return steps
+
+
+def warn_divergence(estimator, n_iter):
+    """The single warning a fit emits when its run diverged."""
+    warnings.warn(
+        f"{type(estimator).__name__} diverged after {n_iter} steps at "
+        f"learning_rate={estimator.learning_rate:g}; diverged_ is True and the "
+        "traces hold the finite prefix of the run.",
+        DivergenceWarning,
+        stacklevel=4,
+    )

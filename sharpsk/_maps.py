@@ -1,0 +1,186 @@
+"""Pure function-space maps of the single-example UV model.
+
+Everything here takes and returns plain numpy arrays and broadcasts over any
+leading shape, so the same code serves one run (scalars) and a batch of runs
+(one array element per learning rate).  Notation follows the user guide:
+
+* ``delta_f`` = f - y, the residual on the single example;
+* ``ntk`` = lambda = s^2 (|Ux|^2 + |v|^2 |x|^2), the neural tangent kernel;
+* ``kappa`` = s^2 |x|^2;
+* ``eta`` the learning rate, ``y`` the target.
+
+One gradient-descent step of the UV model is *exactly* (any width)::
+
+    delta_f' = delta_f (1 - eta ntk + eta^2 kappa delta_f (delta_f + y))
+    ntk'     = ntk + eta kappa delta_f (eta ntk delta_f - 4 (delta_f + y))
+"""
+
+import numpy as np
+
+__all__ = [
+    "eos_map",
+    "eos_map_derivative",
+    "uv_jacobian",
+    "uv_sharpness",
+    "uv_simulate",
+    "uv_step",
+]
+
+
+def uv_step(delta_f, ntk, eta, kappa, y):
+    """One exact gradient-descent step of the UV model in function space.
+
+    Parameters
+    ----------
+    delta_f, ntk, eta, kappa, y : float or ndarray
+        Residual, NTK, learning rate, ``s**2 |x|**2`` and target; broadcast.
+
+    Returns
+    -------
+    delta_f_new, ntk_new : ndarray
+        The state after one step.
+
+    Examples
+    --------
+    >>> from sharpsk._maps import uv_step
+    >>> uv_step(0.5, 2.0, 0.1, 1.0, 1.0)
+    (0.40375, 1.705)
+    """
+    ek = eta * kappa
+    delta_f_new = delta_f * (1.0 - eta * ntk + eta * ek * delta_f * (delta_f + y))
+    ntk_new = ntk + ek * delta_f * (eta * ntk * delta_f - 4.0 * (delta_f + y))
+    return delta_f_new, ntk_new
+
+
+def uv_jacobian(delta_f, ntk, eta, kappa, y):
+    """Jacobian of :func:`uv_step` with respect to ``(delta_f, ntk)``.
+
+    Returns
+    -------
+    jac : ndarray of shape (..., 2, 2)
+        ``jac[..., i, j] = d state_new[i] / d state[j]`` with
+        ``state = (delta_f, ntk)``.
+    """
+    delta_f, ntk, eta, kappa, y = np.broadcast_arrays(
+        *(np.asarray(a, dtype=float) for a in (delta_f, ntk, eta, kappa, y))
+    )
+    ek = eta * kappa
+    jac = np.empty(delta_f.shape + (2, 2))
+    jac[..., 0, 0] = 1.0 - eta * ntk + eta * ek * delta_f * (3.0 * delta_f + 2.0 * y)
+    jac[..., 0, 1] = -eta * delta_f
+    jac[..., 1, 0] = 2.0 * eta * ek * ntk * delta_f - 4.0 * ek * (2.0 * delta_f + y)
+    jac[..., 1, 1] = 1.0 + eta * ek * delta_f * delta_f
+    return jac
+
+
+def uv_sharpness(delta_f, ntk, kappa, y):
+    """Top Hessian eigenvalue of the single-example UV loss, in closed form.
+
+    ``lambda_H = (ntk + sqrt(ntk**2 + 4 kappa delta_f (3 delta_f + 2 y))) / 2``.
+    The other non-zero eigenvalues are ``+-sqrt(kappa) |delta_f|`` and the rest
+    vanish.  On reachable states the discriminant equals
+    ``ntk**2 - 4 kappa f**2 + 4 kappa (2 delta_f + y)**2 >= 0``; round-off below
+    zero is clipped.
+
+    Examples
+    --------
+    >>> from sharpsk._maps import uv_sharpness
+    >>> float(uv_sharpness(0.0, 3.0, 1.0, 1.0))  # at a minimum it is the NTK
+    3.0
+    """
+    disc = ntk * ntk + 4.0 * kappa * delta_f * (3.0 * delta_f + 2.0 * y)
+    return 0.5 * (ntk + np.sqrt(np.maximum(disc, 0.0)))
+
+
+def eos_map(g, y_tilde):
+    """The 1-D cubic map of the UV model restricted to its EoS manifold.
+
+    In scaled variables ``g = eta sqrt(kappa) delta_f`` and
+    ``y_tilde = eta sqrt(kappa) y``, on the manifold ``Q = 0`` (where
+    ``eta ntk = 2 (g + y_tilde)``) one step is
+    ``g' = g (1 - 2 y_tilde + (y_tilde - 2) g + g**2)``.
+    """
+    return g * (1.0 - 2.0 * y_tilde + (y_tilde - 2.0) * g + g * g)
+
+
+def eos_map_derivative(g, y_tilde):
+    """Derivative of :func:`eos_map` with respect to ``g``."""
+    return 1.0 - 2.0 * y_tilde + 2.0 * (y_tilde - 2.0) * g + 3.0 * g * g
+
+
+def divergence_bound(delta_f0, y):
+    """Residual magnitude past which a run counts as diverged.
+
+    ``1e6 * max(|delta_f0|, |y|, 1e-12)`` (broadcasts).  Beyond it the cubic
+    term of the map dominates and the residual grows super-exponentially, so
+    the exact constant only shifts the reported divergence step by a few steps.
+    """
+    return 1e6 * np.maximum(np.maximum(np.abs(delta_f0), np.abs(y)), 1e-12)
+
+
+def uv_simulate(
+    delta_f0, ntk0, eta, kappa, y, n_steps, *, record_every=1, record_from=0
+):
+    """Iterate :func:`uv_step`, recording states, for one run or a batch.
+
+    All inputs broadcast to a common shape ``batch``; every element is an
+    independent run.  A run *diverges* at the first step whose residual is not
+    finite or exceeds :func:`divergence_bound`; it then stops, and its records
+    from that step on are NaN.
+
+    Parameters
+    ----------
+    delta_f0, ntk0, eta, kappa, y : float or ndarray
+        Initial residual and NTK, learning rate, ``kappa`` and target.
+    n_steps : int
+        Number of gradient-descent steps.
+    record_every : int, default=1
+        Record the state every ``record_every`` steps.
+    record_from : int, default=0
+        First recorded step; recorded steps are
+        ``record_from, record_from + record_every, ...  <= n_steps``, and
+        always ``n_steps`` (the final state).
+
+    Returns
+    -------
+    result : dict
+        ``steps`` (n_records,), ``delta_f`` and ``ntk`` (n_records, *batch):
+        the state *before* the update of that step (step 0 is the
+        initialization, step ``n_steps`` the final state); ``n_iter`` (batch,)
+        the number of steps completed with a finite, bounded result;
+        ``diverged`` (batch,) bool.
+    """
+    delta_f0, ntk0, eta, kappa, y = np.broadcast_arrays(
+        *(np.asarray(a, dtype=float) for a in (delta_f0, ntk0, eta, kappa, y))
+    )
+    batch = delta_f0.shape
+    steps = np.arange(record_from, n_steps + 1, record_every)
+    if len(steps) == 0 or steps[-1] != n_steps:
+        steps = np.append(steps, n_steps)
+    rec_df = np.full((len(steps),) + batch, np.nan)
+    rec_ntk = np.full((len(steps),) + batch, np.nan)
+    bound = divergence_bound(delta_f0, y)
+    alive = np.abs(delta_f0) <= bound
+    n_iter = np.zeros(batch, dtype=np.int64)
+    df, ntk = delta_f0.copy(), ntk0.copy()
+    next_rec = 0
+    with np.errstate(over="ignore", invalid="ignore"):
+        for t in range(n_steps + 1):
+            if next_rec < len(steps) and steps[next_rec] == t:
+                rec_df[next_rec] = np.where(alive, df, np.nan)
+                rec_ntk[next_rec] = np.where(alive, ntk, np.nan)
+                next_rec += 1
+            if t == n_steps:
+                break
+            df, ntk = uv_step(df, ntk, eta, kappa, y)
+            alive &= np.abs(df) <= bound  # NaN compares False
+            if not alive.any():
+                break
+            n_iter += alive
+    return {
+        "steps": steps,
+        "delta_f": rec_df,
+        "ntk": rec_ntk,
+        "n_iter": n_iter,
+        "diverged": ~alive,
+    }

@@ -1,0 +1,708 @@
+"""Pure eigen kernels: the top eigenvalue of a Hessian (the *sharpness*).
+
+Everything here takes a loss (a function of a list of arrays) or a symmetric
+operator given as a flat ``matvec`` and returns plain numpy values:
+
+* :func:`flatten_params` / :func:`unflatten_params` convert between the list
+  of parameter arrays that autograd differentiates and one flat vector;
+* :func:`gradient_and_hvp` records ONE forward/backward pass and returns the
+  gradient together with a flat Hessian-vector-product (HVP) closure that
+  reuses it (``autograd.differential_operators.make_hvp``), so a
+  gradient-descent step and its sharpness measurement share the pass;
+* :func:`hessian_dense` builds the exact Hessian from ``P`` HVPs;
+* :func:`top_eigenpair` finds the largest *algebraic* eigenvalue of a
+  symmetric operator: a warm-started Lanczos with full reorthogonalization
+  (default), or scipy's LOBPCG / ARPACK, or a dense eigendecomposition;
+* :func:`top_hessian_eigenpair` puts the two together.
+
+The loss is the only code autograd differentiates; write it with
+``autograd.numpy`` (``import autograd.numpy as anp``).  No autograd object is
+ever returned except the HVP closure of :func:`gradient_and_hvp`.
+"""
+
+import warnings
+from collections.abc import Callable
+from typing import NamedTuple
+
+import numpy as np
+from autograd.differential_operators import make_hvp
+from scipy.linalg import eigh_tridiagonal
+from scipy.sparse.linalg import ArpackNoConvergence, LinearOperator, eigsh, lobpcg
+from sklearn.utils import check_random_state
+
+__all__ = [
+    "EigenResult",
+    "flatten_params",
+    "gradient_and_hvp",
+    "hessian_dense",
+    "top_eigenpair",
+    "top_hessian_eigenpair",
+    "unflatten_params",
+]
+
+_EPS = np.finfo(np.float64).eps
+_OPERATOR_METHODS = ("lanczos", "lobpcg", "arpack", "dense")
+_HESSIAN_METHODS = ("auto",) + _OPERATOR_METHODS
+# Default Krylov dimension cap of the Lanczos path (memory: cap * n floats).
+_DEFAULT_MAX_MATVEC = 200
+# Below this size LOBPCG/ARPACK are not applicable (scipy itself falls back to
+# a dense solver with a warning); we build the matrix from n matvecs instead.
+_SMALL_N = 5
+
+
+class EigenResult(NamedTuple):
+    """Top eigenpair of a symmetric operator.
+
+    Attributes
+    ----------
+    eigenvalue : float
+        Estimate of the largest algebraic eigenvalue (NaN if the operator
+        returned non-finite values).
+    eigenvector : ndarray of shape (n,)
+        Flat unit-norm float64 eigenvector estimate.
+    n_hvp : int
+        Number of matrix-vector (Hessian-vector) products spent.
+    converged : bool
+        Whether the stopping criterion was met within the budget.
+    """
+
+    eigenvalue: float
+    eigenvector: np.ndarray
+    n_hvp: int
+    converged: bool
+
+
+# ----------------------------------------------------------------------------
+# Parameter lists <-> flat vectors
+# ----------------------------------------------------------------------------
+def _as_param_list(params, name="params"):
+    if isinstance(params, np.ndarray) or not isinstance(params, (list, tuple)):
+        raise TypeError(
+            f"{name} must be a list or tuple of arrays, got {type(params).__name__}."
+        )
+    return [np.asarray(p, dtype=np.float64) for p in params]
+
+
+def flatten_params(params):
+    """Concatenate a list of arrays into one flat float64 vector.
+
+    Parameters
+    ----------
+    params : list or tuple of array-like
+        Parameter arrays of any shapes (scalars allowed).
+
+    Returns
+    -------
+    vec : ndarray of shape (P,)
+        The raveled arrays one after another (C order), ``P`` the total size.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sharpsk._sharpness import flatten_params
+    >>> flatten_params([np.array([[1, 2], [3, 4]]), np.array([5.0])])
+    array([1., 2., 3., 4., 5.])
+    """
+    arrays = _as_param_list(params)
+    if not arrays:
+        return np.empty(0, dtype=np.float64)
+    return np.concatenate([a.ravel() for a in arrays])
+
+
+def unflatten_params(vec, like):
+    """Split a flat vector into arrays shaped like ``like``.
+
+    Inverse of :func:`flatten_params`.
+
+    Parameters
+    ----------
+    vec : array-like of shape (P,)
+        Flat vector, ``P`` the total size of ``like``.
+    like : list or tuple of array-like
+        Arrays whose shapes are used (their values are ignored).
+
+    Returns
+    -------
+    params : list of ndarray
+        New float64 arrays (copies, not views of ``vec``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sharpsk._sharpness import unflatten_params
+    >>> unflatten_params(np.arange(5.0), [np.zeros((2, 2)), np.zeros(1)])
+    [array([[0., 1.],
+           [2., 3.]]), array([4.])]
+    """
+    shapes = [np.shape(p) for p in _as_param_list(like, name="like")]
+    sizes = [int(np.prod(s)) for s in shapes]
+    vec = np.asarray(vec, dtype=np.float64)
+    if vec.ndim != 1 or vec.size != sum(sizes):
+        raise ValueError(
+            f"vec must be a 1-D array of size {sum(sizes)} (the total size of "
+            f"like), got shape {vec.shape}."
+        )
+    out, start = [], 0
+    for shape, size in zip(shapes, sizes, strict=True):
+        out.append(vec[start : start + size].reshape(shape).copy())
+        start += size
+    return out
+
+
+# ----------------------------------------------------------------------------
+# Autograd: gradient, Hessian-vector products, dense Hessian
+# ----------------------------------------------------------------------------
+def gradient_and_hvp(loss, params):
+    """Gradient and a reusable Hessian-vector-product closure, in one pass.
+
+    The forward pass of ``loss`` and the backward pass giving its gradient are
+    recorded once (``autograd.differential_operators.make_hvp``); each call of
+    the returned closure is then one reverse pass through that record, i.e.
+    one exact Hessian-vector product, with no new forward pass.  One call per
+    gradient-descent step therefore gives both the step and the sharpness.
+
+    Parameters
+    ----------
+    loss : callable
+        ``loss(params) -> scalar``, written with ``autograd.numpy``.
+    params : list or tuple of array-like
+        Point at which to differentiate (converted to float64 arrays).
+
+    Returns
+    -------
+    grad : list of ndarray
+        Gradient of ``loss`` at ``params``, same shapes as ``params``.
+    hvp : callable
+        ``hvp(v) -> H @ v`` for a flat ``v`` of shape (P,), returning shape
+        (P,); ``H`` is the Hessian at ``params``.  It keeps the recorded
+        computation alive: do not store it on estimators (not picklable).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import autograd.numpy as anp
+    >>> from sharpsk._sharpness import gradient_and_hvp
+    >>> loss = lambda p: anp.sum(p[0] ** 3) + p[0][0] * p[1][0]
+    >>> grad, hvp = gradient_and_hvp(loss, [np.array([1.0, 2.0]), np.array([3.0])])
+    >>> grad
+    [array([ 6., 12.]), array([1.])]
+    >>> hvp(np.array([1.0, 0.0, 0.0]))  # first column of the Hessian
+    array([6., 0., 1.])
+    """
+    if not callable(loss):
+        raise TypeError(f"loss must be callable, got {type(loss).__name__}.")
+    params = _as_param_list(params)
+    size = sum(p.size for p in params)
+    vjp, grad = make_hvp(loss)(params)
+    grad = [np.asarray(g, dtype=np.float64) for g in grad]
+
+    def hvp(vec):
+        vec = np.asarray(vec, dtype=np.float64)
+        if vec.shape != (size,):
+            raise ValueError(
+                f"hvp expects a flat vector of shape ({size},), got {vec.shape}."
+            )
+        return flatten_params(vjp(unflatten_params(vec, params)))
+
+    return grad, hvp
+
+
+def _dense_from_matvec(matvec, n):
+    """``(A, finite)``: the matrix of ``matvec`` from ``n`` products, symmetrized."""
+    cols = np.empty((n, n))
+    eye = np.eye(n)
+    for i in range(n):
+        cols[i] = matvec(eye[i])
+    finite = bool(np.all(np.isfinite(cols)))
+    if finite:
+        cols = 0.5 * (cols + cols.T)  # exact up to round-off; enforce symmetry
+    return cols, finite
+
+
+def hessian_dense(loss, params):
+    """Exact dense Hessian of ``loss`` at ``params`` (flattened order).
+
+    Built column by column from ``P`` exact Hessian-vector products of
+    :func:`gradient_and_hvp` (one recorded forward/backward pass), then
+    symmetrized ``(H + H.T) / 2`` to remove round-off asymmetry.
+
+    Parameters
+    ----------
+    loss : callable
+        ``loss(params) -> scalar``, written with ``autograd.numpy``.
+    params : list or tuple of array-like
+        Point at which to differentiate.
+
+    Returns
+    -------
+    hessian : ndarray of shape (P, P)
+        ``hessian[i, j] = d^2 loss / d w_i d w_j`` with
+        ``w = flatten_params(params)``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import autograd.numpy as anp
+    >>> from sharpsk._sharpness import hessian_dense
+    >>> loss = lambda p: p[0][0] ** 2 * p[1][0]
+    >>> hessian_dense(loss, [np.array([3.0]), np.array([2.0])])
+    array([[4., 6.],
+           [6., 0.]])
+    """
+    params = _as_param_list(params)
+    _, hvp = gradient_and_hvp(loss, params)
+    n = sum(p.size for p in params)
+    return _dense_from_matvec(hvp, n)[0]
+
+
+# ----------------------------------------------------------------------------
+# Top eigenpair of a symmetric operator
+# ----------------------------------------------------------------------------
+class _BudgetExhausted(Exception):
+    pass
+
+
+class _CountingOperator:
+    """Counts matvecs, enforces a budget, remembers the best Rayleigh quotient."""
+
+    def __init__(self, matvec, n, budget):
+        self.matvec, self.n, self.budget = matvec, n, budget
+        self.count = 0
+        self.best_value, self.best_vector = -np.inf, None
+        self.finite = True
+
+    def __call__(self, vec):
+        if self.count >= self.budget:
+            raise _BudgetExhausted
+        vec = np.array(vec, dtype=np.float64).reshape(-1)  # a private copy
+        out = np.asarray(self.matvec(vec.copy()), dtype=np.float64)
+        self.count += 1
+        if out.shape != (self.n,):
+            raise ValueError(
+                f"matvec must return an array of shape ({self.n},), got {out.shape}."
+            )
+        if not np.all(np.isfinite(out)):
+            self.finite = False
+            return out
+        norm2 = vec @ vec
+        if norm2 > 0:
+            value = (vec @ out) / norm2
+            if value > self.best_value:
+                self.best_value, self.best_vector = value, vec / np.sqrt(norm2)
+        return out
+
+    def matmat(self, block):
+        block = np.asarray(block)
+        if block.ndim == 1:
+            return self(block)
+        return np.column_stack([self(block[:, j]) for j in range(block.shape[1])])
+
+
+def _check_tol(tol):
+    if (
+        isinstance(tol, bool)
+        or not isinstance(tol, (int, float, np.integer, np.floating))
+        or not np.isfinite(tol)
+        or not 0 < tol < 1
+    ):
+        raise ValueError(f"tol must be a float in the open interval (0, 1), got {tol!r}.")
+    return float(tol)
+
+
+def _check_positive_int(value, name, allow_zero=False):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise ValueError(f"{name} must be an integer, got {value!r}.")
+    if value < (0 if allow_zero else 1):
+        bound = "non-negative" if allow_zero else "positive"
+        raise ValueError(f"{name} must be a {bound} integer, got {value!r}.")
+    return int(value)
+
+
+def _check_v0(v0, n, random_state):
+    if v0 is None:
+        v0 = check_random_state(random_state).standard_normal(n)
+        return v0 / np.linalg.norm(v0)
+    if isinstance(v0, (list, tuple)):
+        v0 = flatten_params(v0)
+    v0 = np.asarray(v0, dtype=np.float64)
+    if v0.shape != (n,):
+        raise ValueError(f"v0 must have shape ({n},), got {v0.shape}.")
+    if not np.all(np.isfinite(v0)):
+        raise ValueError("v0 must be finite (it contains NaN or inf).")
+    norm = np.linalg.norm(v0)
+    if norm == 0:
+        raise ValueError("v0 must be a nonzero vector.")
+    return v0 / norm
+
+
+def _orient(vec, ref):
+    """Unit ``vec`` with the sign making ``vec @ ref >= 0``."""
+    vec = vec / np.linalg.norm(vec)
+    return -vec if vec @ ref < 0 else vec
+
+
+def _nan_result(v0, n_mv):
+    return EigenResult(float("nan"), v0.copy(), n_mv, False)
+
+
+def _lanczos(op, q, tol):
+    """Lanczos with full reorthogonalization from unit ``q``; see top_eigenpair."""
+    n = q.size
+    max_k = min(op.budget, n)
+    basis = np.empty((min(max_k, 16), n))
+    alpha, beta = [], []
+    q_prev, b_prev = None, 0.0
+    anorm = 0.0
+    theta, ritz = float("nan"), q
+    for k in range(max_k):
+        if k == basis.shape[0]:
+            basis = np.concatenate([basis, np.empty((min(k, max_k - k), n))])
+        basis[k] = q
+        w = op(q)
+        if not op.finite:
+            return _nan_result(ritz, op.count)
+        a = float(q @ w)
+        w = w - a * q
+        if q_prev is not None:
+            w -= b_prev * q_prev
+        # Full reorthogonalization, classical Gram-Schmidt applied twice
+        # ("twice is enough"), keeps the Ritz values free of ghost copies.
+        active = basis[: k + 1]
+        w -= active.T @ (active @ w)
+        w -= active.T @ (active @ w)
+        b = float(np.linalg.norm(w))
+        alpha.append(a)
+        values, vectors = eigh_tridiagonal(np.array(alpha), np.array(beta))
+        theta, s = float(values[-1]), vectors[:, -1]
+        anorm = max(anorm, abs(values[0]), abs(values[-1]))
+        rho = b * abs(s[-1])  # ||A y - theta y|| of the Ritz vector y
+        err = rho
+        if k > 0 and values[-1] > values[-2]:
+            # Kato-Temple: lambda_1 - theta <= rho^2 / (theta - lambda_2), with
+            # the second Ritz value standing in for lambda_2.
+            err = min(rho, rho * rho / (values[-1] - values[-2]))
+        breakdown = b <= 16 * _EPS * anorm or b == 0.0
+        done = (
+            breakdown
+            or k + 1 == n
+            or err <= tol * abs(theta)
+            or err <= 16 * _EPS * anorm  # round-off floor (e.g. theta == 0)
+        )
+        if done or k + 1 == max_k:
+            ritz = _orient(active.T @ s, active[0])
+            return EigenResult(theta, ritz, op.count, bool(done))
+        beta.append(b)
+        q_prev, b_prev = q, b
+        q = w / b
+    return EigenResult(theta, ritz, op.count, False)  # pragma: no cover
+
+
+def _dense(op, n, ref):
+    try:
+        mat, finite = _dense_from_matvec(op, n)
+    except _BudgetExhausted:
+        return _best_seen(op, ref)
+    if not finite:
+        return _nan_result(ref, op.count)
+    values, vectors = np.linalg.eigh(mat)
+    vec = vectors[:, -1]
+    if ref is None:  # deterministic sign: largest component positive
+        ref = np.zeros(n)
+        ref[np.argmax(np.abs(vec))] = 1.0
+    return EigenResult(float(values[-1]), _orient(vec, ref), op.count, True)
+
+
+def _best_seen(op, ref):
+    """Budget exhausted inside scipy: best Rayleigh quotient among probed vectors."""
+    if op.best_vector is None:
+        return _nan_result(ref, op.count)
+    return EigenResult(
+        float(op.best_value), _orient(op.best_vector, ref), op.count, False
+    )
+
+
+def _lobpcg(op, n, v0, tol):
+    try:
+        w0 = op(v0)
+        if not op.finite:
+            return _nan_result(v0, op.count)
+        # LOBPCG's tolerance is absolute on the residual norm: scale it by the
+        # Rayleigh quotient of the start vector.
+        scale = max(abs(float(v0 @ w0)), float(np.linalg.norm(w0)) * _EPS)
+        linop = LinearOperator((n, n), matvec=op, matmat=op.matmat, dtype=float)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            values, vectors, history = lobpcg(
+                linop,
+                v0.reshape(n, 1),
+                tol=tol * scale,
+                maxiter=op.budget,
+                largest=True,
+                retResidualNormsHistory=True,
+            )
+    except _BudgetExhausted:
+        return _best_seen(op, v0)
+    if not op.finite or not np.all(np.isfinite(values)):
+        return _nan_result(v0, op.count)
+    residual = float(np.ravel(history[-1])[0]) if len(history) else np.inf
+    converged = residual <= tol * max(abs(float(values[0])), scale)
+    return EigenResult(
+        float(values[0]), _orient(vectors[:, 0], v0), op.count, bool(converged)
+    )
+
+
+def _arpack(op, n, v0, tol):
+    linop = LinearOperator((n, n), matvec=op, dtype=float)
+    ncv = min(n, 20)
+    try:
+        values, vectors = eigsh(
+            linop,
+            k=1,
+            which="LA",
+            v0=v0,
+            tol=tol,
+            ncv=ncv,
+            maxiter=max(1, op.budget // max(ncv - 1, 1) + 1),
+        )
+        converged = True
+    except _BudgetExhausted:
+        return _best_seen(op, v0)
+    except ArpackNoConvergence as exc:
+        if exc.eigenvalues is None or len(exc.eigenvalues) == 0:
+            return _best_seen(op, v0)
+        values, vectors, converged = exc.eigenvalues, exc.eigenvectors, False
+    if not op.finite or not np.all(np.isfinite(values)):
+        return _nan_result(v0, op.count)
+    i = int(np.argmax(values))
+    return EigenResult(
+        float(values[i]), _orient(vectors[:, i], v0), op.count, converged
+    )
+
+
+def top_eigenpair(
+    matvec,
+    n,
+    *,
+    v0=None,
+    tol=1e-6,
+    max_matvec=None,
+    method="lanczos",
+    random_state=None,
+):
+    """Largest algebraic eigenvalue of a symmetric operator given by products.
+
+    Parameters
+    ----------
+    matvec : callable
+        ``matvec(v) -> A @ v`` for flat ``v`` of shape (n,); ``A`` symmetric.
+    n : int
+        Dimension of the operator.
+    v0 : array-like of shape (n,), default=None
+        Start vector (need not be normalized), typically the previous
+        eigenvector when tracking a slowly changing operator.  None: a random
+        unit vector from ``random_state``.
+    tol : float, default=1e-6
+        Relative tolerance on the eigenvalue, in (0, 1).  ``"lanczos"`` stops
+        after the first product at which its error estimate of the top Ritz
+        value ``theta``, ``err = min(rho, rho**2 / (theta - theta_2))``, is at
+        most ``tol * |theta|``.  Here ``rho = ||A y - theta y||`` is the
+        residual norm of the Ritz vector ``y``, read off the recurrence
+        (``beta_k`` times the last component of the tridiagonal eigenvector,
+        no extra product), and ``theta_2`` is the second-largest Ritz value
+        (after one product only ``rho`` is used).  ``rho`` bounds the distance
+        from ``theta`` to *some* eigenvalue; ``rho**2 / gap`` is the
+        Kato-Temple bound on ``lambda_1 - theta >= 0`` with the unknown gap
+        ``theta - lambda_2`` estimated by ``theta - theta_2``.  With a
+        reasonable gap the returned eigenvalue is therefore within about
+        ``tol`` (relative) of the top eigenvalue, and a start vector that is
+        already an eigenvector stops after one product.  ``"arpack"`` uses
+        ARPACK's own relative residual test ``rho <= tol * |theta|``,
+        ``"lobpcg"`` the residual test ``rho <= tol * |v0' A v0|`` (both
+        stricter); ``"dense"`` is exact and ignores ``tol``.
+    max_matvec : int, default=None
+        Budget of products.  None: ``min(n, 200)`` for ``"lanczos"`` (the
+        Krylov basis is stored, ``max_matvec * n`` floats), ``20 * n`` capped
+        at 10000 for ``"lobpcg"``/``"arpack"``, ``n`` for ``"dense"``.  When
+        it is reached the best estimate so far is returned with
+        ``converged=False`` (no exception).
+    method : {"lanczos", "lobpcg", "arpack", "dense"}, default="lanczos"
+        ``"lanczos"``: this module's Lanczos with full reorthogonalization
+        (no restarts) started at ``v0``.  ``"lobpcg"``:
+        :func:`scipy.sparse.linalg.lobpcg` with ``largest=True``.
+        ``"arpack"``: :func:`scipy.sparse.linalg.eigsh` with ``which="LA"``.
+        ``"dense"``: the matrix from ``n`` products and
+        :func:`numpy.linalg.eigh`.  ``"lobpcg"`` and ``"arpack"`` use
+        ``"dense"`` when ``n < 5``.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the random start vector when ``v0`` is None.
+
+    Returns
+    -------
+    result : EigenResult
+        ``(eigenvalue, eigenvector, n_hvp, converged)``; the eigenvector has
+        unit norm and non-negative overlap with ``v0`` when given.  If
+        ``matvec`` returns non-finite values the eigenvalue is NaN and
+        ``converged`` False.
+
+    Notes
+    -----
+    The largest *algebraic* eigenvalue is returned, not the largest in
+    magnitude: a Hessian may have large negative eigenvalues.
+
+    Limits of a warm start.  The top Ritz value never exceeds the top
+    eigenvalue, and a Krylov method only sees directions present in
+    ``v0``.  If ``v0`` is (numerically) orthogonal to the top eigenvector the
+    recurrence breaks down in an invariant subspace and returns, as
+    converged, the top eigenvalue *of that subspace*.  More generally, when
+    another eigenvalue overtakes the one ``v0`` tracks, the new top
+    direction is found only if its component ``c`` in ``v0`` is large enough
+    for the Krylov space to pick it up before the test passes: after one
+    product the test passes when ``rho <= tol * |theta|`` and ``rho`` already
+    contains ``|c| (lambda_new - theta)``, so an overtaking eigenvalue is
+    missed only when ``|c| (lambda_new - theta) <~ tol |theta|``; after more
+    products it is found once the Krylov polynomial amplifies ``c``.  Within
+    gradient descent the Hessian moves continuously, so ``c`` is not tiny
+    and this is rarely an issue, but a caller tracking sharpness for many
+    steps may re-run from a random start now and then.  The gap used in the
+    error estimate is itself an estimate (``theta_2 <= lambda_2`` makes it
+    optimistic at the first few products); the measured errors are in the
+    tests and the benchmark.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sharpsk._sharpness import top_eigenpair
+    >>> A = np.diag([1.0, -5.0, 3.0, 2.0])
+    >>> res = top_eigenpair(lambda v: A @ v, 4, random_state=0)
+    >>> round(res.eigenvalue, 10), res.converged
+    (3.0, True)
+    >>> warm = top_eigenpair(lambda v: A @ v, 4, v0=res.eigenvector)
+    >>> warm.n_hvp
+    1
+    """
+    if not callable(matvec):
+        raise TypeError(f"matvec must be callable, got {type(matvec).__name__}.")
+    n = _check_positive_int(n, "n")
+    tol = _check_tol(tol)
+    if method not in _OPERATOR_METHODS:
+        raise ValueError(
+            f"method must be one of {_OPERATOR_METHODS}, got {method!r}."
+        )
+    if max_matvec is None:
+        if method == "lanczos":
+            max_matvec = min(n, _DEFAULT_MAX_MATVEC)
+        elif method == "dense":
+            max_matvec = n
+        else:
+            max_matvec = min(20 * n, 10000)
+    max_matvec = _check_positive_int(max_matvec, "max_matvec")
+    given = v0 is not None
+    v0 = _check_v0(v0, n, random_state)
+    op = _CountingOperator(matvec, n, max_matvec)
+    with np.errstate(over="ignore", invalid="ignore"):
+        if method == "lanczos":
+            return _lanczos(op, v0, tol)
+        if method == "dense" or n < _SMALL_N:
+            return _dense(op, n, v0 if given else None)
+        if method == "lobpcg":
+            return _lobpcg(op, n, v0, tol)
+        return _arpack(op, n, v0, tol)
+
+
+def top_hessian_eigenpair(
+    loss,
+    params,
+    *,
+    method="auto",
+    v0=None,
+    tol=1e-6,
+    dense_max_size=400,
+    max_matvec=None,
+    random_state=None,
+    hvp=None,
+):
+    """Sharpness: the largest algebraic eigenvalue of the Hessian of a loss.
+
+    Parameters
+    ----------
+    loss : callable
+        ``loss(params) -> scalar``, written with ``autograd.numpy``.
+    params : list or tuple of array-like
+        Point at which the Hessian is taken; ``P`` its total size.
+    method : {"auto", "dense", "lanczos", "lobpcg", "arpack"}, default="auto"
+        ``"auto"``: ``"dense"`` when ``P <= dense_max_size``, else
+        ``"lanczos"``.  ``"dense"`` builds the exact Hessian from ``P``
+        Hessian-vector products and uses :func:`numpy.linalg.eigh` (``n_hvp``
+        reports ``P``); the others are as in :func:`top_eigenpair`.
+    v0 : array-like of shape (P,) or list of arrays shaped like params, \
+default=None
+        Warm start (e.g. the previous step's eigenvector); None: random.
+    tol : float, default=1e-6
+        Relative tolerance on the eigenvalue, see :func:`top_eigenpair`.
+    dense_max_size : int, default=400
+        Largest ``P`` for which ``"auto"`` goes dense.
+    max_matvec : int, default=None
+        Budget of Hessian-vector products, see :func:`top_eigenpair`.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the random start vector when ``v0`` is None.
+    hvp : callable, default=None
+        An existing flat HVP closure at ``params``, e.g. the second output of
+        :func:`gradient_and_hvp`, so that nothing is recomputed.  None: one is
+        built here (one forward and one backward pass).
+
+    Returns
+    -------
+    result : EigenResult
+        ``(eigenvalue, eigenvector, n_hvp, converged)``, the eigenvector flat
+        in the order of :func:`flatten_params`.
+
+    See Also
+    --------
+    gradient_and_hvp : gradient and HVP closure from one recorded pass.
+    top_eigenpair : the generic operator version.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import autograd.numpy as anp
+    >>> from sharpsk._sharpness import gradient_and_hvp, top_hessian_eigenpair
+    >>> def loss(p):
+    ...     U, v = p
+    ...     return 0.5 * (anp.dot(v, anp.dot(U, np.ones(3))) - 1.0) ** 2
+    >>> rng = np.random.default_rng(0)
+    >>> params = [rng.normal(size=(4, 3)), rng.normal(size=4)]
+    >>> dense = top_hessian_eigenpair(loss, params)  # P = 16 <= 400: exact
+    >>> dense.n_hvp
+    16
+    >>> grad, hvp = gradient_and_hvp(loss, params)
+    >>> lz = top_hessian_eigenpair(
+    ...     loss, params, method="lanczos", hvp=hvp, random_state=0)
+    >>> bool(abs(lz.eigenvalue - dense.eigenvalue) <= 1e-6 * dense.eigenvalue)
+    True
+    """
+    if not callable(loss):
+        raise TypeError(f"loss must be callable, got {type(loss).__name__}.")
+    params = _as_param_list(params)
+    size = sum(p.size for p in params)
+    if size == 0:
+        raise ValueError("params must contain at least one scalar parameter.")
+    if method not in _HESSIAN_METHODS:
+        raise ValueError(f"method must be one of {_HESSIAN_METHODS}, got {method!r}.")
+    dense_max_size = _check_positive_int(
+        dense_max_size, "dense_max_size", allow_zero=True
+    )
+    if hvp is None:
+        _, hvp = gradient_and_hvp(loss, params)
+    elif not callable(hvp):
+        raise TypeError(f"hvp must be callable or None, got {type(hvp).__name__}.")
+    if method == "auto":
+        method = "dense" if size <= dense_max_size else "lanczos"
+    return top_eigenpair(
+        hvp,
+        size,
+        v0=v0,
+        tol=tol,
+        max_matvec=max_matvec,
+        method=method,
+        random_state=random_state,
+    )

@@ -1,0 +1,33 @@
+"""scikit-learn's own estimator checks over every public estimator."""
+
+import pytest
+from sklearn.utils.estimator_checks import (
+    check_param_validation,
+    parametrize_with_checks,
+)
+
+from sharpsk import ParameterizationTransformer, UVRegressor
+
+# Small, fast settings: the checks fit each estimator dozens of times.
+ESTIMATORS = [
+    UVRegressor(width=8, max_iter=60, learning_rate=0.01, random_state=0),
+    ParameterizationTransformer(),
+]
+
+# Every expected failure needs a reason; aim for none.
+EXPECTED_FAILED_CHECKS = {}
+
+
+@parametrize_with_checks(
+    ESTIMATORS,
+    expected_failed_checks=lambda est: EXPECTED_FAILED_CHECKS.get(
+        type(est).__name__, {}
+    ),
+)
+def test_sklearn_compatible_estimator(estimator, check):
+    check(estimator)
+
+
+@pytest.mark.parametrize("estimator", ESTIMATORS, ids=lambda e: type(e).__name__)
+def test_param_validation(estimator):
+    check_param_validation(type(estimator).__name__, estimator)
