@@ -9,13 +9,16 @@ sharpening, the edge of stability and the period-doubling route to chaos
 """
 
 from ._base import DivergenceWarning
-from ._parameterization import ParameterizationTransformer
+from ._mlp import MLPRegressor
+from ._parameterization import ParameterizationTransformer, parameterization_table
 from ._uv import UVRegressor
 from ._version import __version__
 
 __all__ = [
     "DivergenceWarning",
+    "MLPRegressor",
     "UVRegressor",
     "ParameterizationTransformer",
+    "parameterization_table",
     "__version__",
 ]

@@ -4,9 +4,9 @@ import warnings
 from numbers import Integral, Real
 
 import numpy as np
-from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils._param_validation import Interval
 
-from ._parameterization import PARAMETERIZATIONS, ParameterizationTransformer
+from ._parameterization import _PARAMETERIZATION_CONSTRAINT
 
 __all__ = ["DivergenceWarning"]
 
@@ -24,10 +24,7 @@ class DivergenceWarning(UserWarning):
 GD_PARAMETER_CONSTRAINTS = {
     "learning_rate": [Interval(Real, 0, None, closed="neither")],
     "max_iter": [Interval(Integral, 0, None, closed="left")],
-    "parameterization": [
-        StrOptions(set(PARAMETERIZATIONS)),
-        ParameterizationTransformer,
-    ],
+    "parameterization": _PARAMETERIZATION_CONSTRAINT,
     "init_scale": [Interval(Real, 0, None, closed="neither")],
     "random_state": ["random_state"],
     "verbose": ["verbose"],
