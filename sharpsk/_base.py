@@ -43,7 +43,8 @@ def warn_divergence(estimator, n_iter):
     """The single warning a fit emits when its run diverged."""
     warnings.warn(
         f"{type(estimator).__name__} diverged after {n_iter} steps at "
-        f"learning_rate={estimator.learning_rate:g}; diverged_ is True and the "
+        f"learning rate {getattr(estimator, 'learning_rate_', estimator.learning_rate):g}"
+        "; diverged_ is True and the "
         "traces hold the finite prefix of the run.",
         DivergenceWarning,
         stacklevel=4,
