@@ -41,11 +41,11 @@ def recorded_steps(n_steps, every):
 
 def warn_divergence(estimator, n_iter):
     """The single warning a fit emits when its run diverged."""
+    eta = getattr(estimator, "learning_rate_", estimator.learning_rate)
     warnings.warn(
-        f"{type(estimator).__name__} diverged after {n_iter} steps at "
-        f"learning rate {getattr(estimator, 'learning_rate_', estimator.learning_rate):g}"
-        "; diverged_ is True and the "
-        "traces hold the finite prefix of the run.",
+        f"{type(estimator).__name__} diverged after {n_iter} steps at learning "
+        f"rate {eta:g}; diverged_ is True and the traces hold the finite prefix "
+        "of the run.",
         DivergenceWarning,
         stacklevel=4,
     )
