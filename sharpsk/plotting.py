@@ -1,0 +1,1195 @@
+"""Plots of sharpness dynamics in the style of seaborn's function API.
+
+Every function takes its data first (a tidy :class:`pandas.DataFrame`, a
+``results_``-style dict of equal-length 1-D arrays such as a saved scan, or a
+fitted estimator / scan where that is natural), everything else as keywords,
+draws on ``ax`` (default: the current Axes) and returns that Axes.
+
+This module imports matplotlib, so ``import sharpsk`` does not import it: use
+``from sharpsk import plotting`` or ``from sharpsk.plotting import ...``.
+
+Artists that tests and users may want to find again carry a ``gid``
+(``artist.get_gid()``): ``"sharpness"``, ``"ntk"``, ``"edge"`` (the
+``2 / eta`` line), ``"loss"``, ``"points"``, ``"zero"``, ``"phases"``,
+``"field"``, ``"fixed_points_stable"``, ``"fixed_points_unstable"``,
+``"nullcline"``, ``"eos_manifold"``, ``"unreachable"``, ``"trajectory"``,
+``"start"``.
+
+The loss twin axis of :func:`plot_sharpness`, the colour bar of
+:func:`plot_uv_vector_field` and the outside legend of
+:func:`plot_phase_diagram` need room at the right of the figure: save with
+``fig.savefig(..., bbox_inches="tight")`` or create the figure with
+``layout="constrained"``.
+"""
+
+from collections.abc import Mapping
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.colors import BoundaryNorm, ListedColormap
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
+from sklearn.exceptions import NotFittedError
+
+from ._maps import uv_step
+
+__all__ = [
+    "LABEL_COLORS",
+    "plot_bifurcation",
+    "plot_lyapunov",
+    "plot_phase_diagram",
+    "plot_sharpness",
+    "plot_uv_vector_field",
+]
+
+#: Fixed colour of each run label (Okabe-Ito colour-blind-safe palette):
+#: converge blue, eos bluish green, periodic orange, chaotic vermillion,
+#: diverge grey.  Every plot colours labels with these; pass ``palette`` to
+#: override some of them.
+LABEL_COLORS = {
+    "converge": "#0072B2",
+    "eos": "#009E73",
+    "periodic": "#E69F00",
+    "chaotic": "#D55E00",
+    "diverge": "#999999",
+}
+
+_NORMALIZE = (None, "critical", "initial_sharpness")
+_AXIS_LABELS = {
+    "learning_rate": r"learning rate $\eta$",
+    "step": "step",
+    "lyapunov": "largest Lyapunov exponent",
+    "sharpness": r"sharpness $\lambda_H$",
+    "ntk": r"NTK $\lambda$",
+}
+
+
+# --------------------------------------------------------------------------
+# Data handling shared by the plots
+# --------------------------------------------------------------------------
+
+
+def _as_frame(data, func):
+    """A DataFrame from a DataFrame, a dict of columns or a fitted scan."""
+    if isinstance(data, pd.DataFrame):
+        return data
+    if data is None:
+        raise ValueError(f"{func}: data is required.")
+    if not isinstance(data, Mapping):
+        if hasattr(data, "results_"):
+            data = data.results_
+        elif hasattr(data, "fit"):
+            raise NotFittedError(
+                f"{func}: this {type(data).__name__} is not fitted yet; call fit first."
+            )
+        else:
+            raise TypeError(
+                f"{func}: data must be a pandas DataFrame, a dict of 1-D arrays or "
+                f"a fitted scan, got {type(data).__name__}."
+            )
+        if isinstance(data, pd.DataFrame):
+            return data
+    columns, scalars = {}, {}
+    for key, value in data.items():
+        if isinstance(value, (pd.DataFrame, Mapping)):
+            continue  # nested tables (e.g. trace tails) are not columns
+        ndim = np.ndim(value)
+        if ndim == 1:
+            columns[key] = np.asarray(value)
+        elif ndim == 0:
+            scalars[key] = value  # run-wide metadata, broadcast to every row
+    lengths = {key: len(value) for key, value in columns.items()}
+    if len(set(lengths.values())) > 1:
+        raise ValueError(
+            f"{func}: the 1-D arrays of data must have equal lengths, got {lengths}."
+        )
+    frame = pd.DataFrame(columns)
+    for key, value in scalars.items():
+        if key not in frame:
+            frame[key] = value
+    return frame
+
+
+def _require(frame, columns, func, why=""):
+    """Raise a ValueError naming the first column missing from ``frame``."""
+    for name in columns:
+        if name is not None and name not in frame.columns:
+            reason = f" (needed by {why})" if why else ""
+            raise ValueError(
+                f"{func}: column {name!r} not found in data{reason}; available "
+                f"columns: {list(frame.columns)}."
+            )
+
+
+def _normalized_x(frame, x, normalize, func):
+    """``frame[x]``, optionally in units of eta_c or of the initial sharpness.
+
+    Returns the values and the axis label.
+    """
+    if normalize not in _NORMALIZE:
+        raise ValueError(
+            f"{func}: normalize must be None, 'critical' or 'initial_sharpness', "
+            f"got {normalize!r}."
+        )
+    values = frame[x].to_numpy(dtype=float)
+    if normalize is None:
+        return values, _axis_label(x)
+    column = "critical_learning_rate" if normalize == "critical" else normalize
+    _require(frame, [column], func, why=f"normalize={normalize!r}")
+    reference = frame[column].to_numpy(dtype=float)
+    if not np.any(np.isfinite(reference) & (reference > 0)):
+        raise ValueError(
+            f"{func}: normalize={normalize!r} needs a positive {column!r}, but "
+            "the column has none (it is NaN when the estimator does not define "
+            "it, e.g. critical_learning_rate off a single UV example)."
+        )
+    if normalize == "critical":
+        return values / reference, r"$\eta\,/\,\eta_c$"
+    return values * reference, r"$c = \eta\,\lambda_H^{(0)}$"
+
+
+def _label_colors(values, palette, func, hue):
+    """Colour of each label present, in the canonical label order."""
+    colors = {**LABEL_COLORS, **(palette or {})}
+    present = pd.unique(np.asarray(values, dtype=object))
+    unknown = [v for v in present if v not in colors]
+    if unknown:
+        raise ValueError(
+            f"{func}: no colour for {hue} value(s) {unknown}; known labels are "
+            f"{list(colors)} (pass palette={{value: colour}} to add some)."
+        )
+    order = [k for k in colors if k in set(present)]
+    return {k: colors[k] for k in order}
+
+
+def _label_legend(ax, colors, title, marker=None, **kwargs):
+    """Legend of one coloured patch (or ``marker``) per label."""
+    if marker is None:
+        handles = [Patch(facecolor=c, edgecolor="none") for c in colors.values()]
+    else:
+        handles = [
+            Line2D([], [], ls="none", marker=marker, color=c, markeredgewidth=0)
+            for c in colors.values()
+        ]
+    labels = [str(k) for k in colors]
+    return ax.legend(handles, labels, title=title, **kwargs)
+
+
+def _axis_label(name):
+    """Axis label of a column: known names typeset, ``param_`` dropped."""
+    if name in _AXIS_LABELS:
+        return _AXIS_LABELS[name]
+    name = str(name)
+    return name[len("param_") :] if name.startswith("param_") else name
+
+
+def _get_ax(ax):
+    return plt.gca() if ax is None else ax
+
+
+def _fmt(value):
+    """Short text of a group key (``0.5``, ``1e-03``, ``"ntk"``)."""
+    if isinstance(value, (float, np.floating)):
+        return f"{value:g}"
+    return str(value)
+
+
+# --------------------------------------------------------------------------
+# Sharpness traces
+# --------------------------------------------------------------------------
+
+
+def _step_size(estimator):
+    """The step size ``eta`` a regressor ran with.
+
+    ``learning_rate_`` when fitted with a learning rate in other units (the
+    MLP's ``lr_units``), else ``learning_rate``.
+    """
+    eta = getattr(estimator, "learning_rate_", None)
+    return float(estimator.learning_rate if eta is None else eta)
+
+
+def _trace_frames(data, func, x, y, ntk, loss):
+    """Sharpness and loss frames of a fitted regressor or of tidy data."""
+    if hasattr(data, "fit") and not isinstance(data, (pd.DataFrame, Mapping)):
+        if not hasattr(data, "sharpness_trace_"):
+            raise NotFittedError(
+                f"{func}: this {type(data).__name__} is not fitted yet (no "
+                "sharpness_trace_); call fit first."
+            )
+        steps = np.asarray(data.steps_)
+        sharp = {x: steps, y: np.asarray(data.sharpness_trace_, dtype=float)}
+        if getattr(data, "ntk_trace_", None) is not None:
+            sharp[ntk] = np.asarray(data.ntk_trace_, dtype=float)
+        sharp["learning_rate"] = _step_size(data)
+        loss_values = np.asarray(getattr(data, "loss_curve_", []), dtype=float)
+        # The loss is recorded with the sharpness, or at every step from 0.
+        loss_steps = steps if len(loss_values) == len(steps) else None
+        if loss_steps is None:
+            loss_steps = np.arange(len(loss_values))
+        loss_frame = pd.DataFrame({x: loss_steps, loss: loss_values})
+        loss_frame["learning_rate"] = sharp["learning_rate"]
+        return pd.DataFrame(sharp), loss_frame
+    frame = _as_frame(data, func)
+    return frame, frame
+
+
+def plot_sharpness(
+    data,
+    *,
+    x="step",
+    y="sharpness",
+    ntk="ntk",
+    loss="loss",
+    learning_rate=None,
+    hue=None,
+    show_ntk=True,
+    show_loss=True,
+    show_edge=True,
+    ax=None,
+    **kwargs,
+):
+    """Plot the sharpness against step, with the ``2 / eta`` line and the loss.
+
+    Parameters
+    ----------
+    data : fitted UVRegressor or MLPRegressor, DataFrame or dict of 1-D arrays
+        A fitted regressor (its ``sharpness_trace_`` and ``ntk_trace_`` at
+        ``steps_``, its ``loss_curve_``), or tidy data with one row per record
+        and the columns named by ``x``, ``y``, ``ntk`` and ``loss``.  NaN
+        entries are skipped, so the loss may be recorded at more steps than
+        the sharpness.
+    x, y, ntk, loss : str, default="step", "sharpness", "ntk", "loss"
+        Columns of the step, of ``lambda_H``, of the NTK ``lambda`` and of the
+        training loss.  ``ntk`` and ``loss`` are optional in the data.
+    learning_rate : float, default=None
+        The step size ``eta`` for the ``2 / eta`` line; by default the
+        estimator's ``learning_rate_`` (or ``learning_rate``) or the data's
+        ``learning_rate`` column (constant within each ``hue`` group).
+    hue : str, default=None
+        Column grouping several runs, one colour each (for example
+        ``"learning_rate"``).
+    show_ntk : bool, default=True
+        Also plot the NTK ``lambda`` (dotted) when it is available.
+    show_loss : bool, default=True
+        Plot the loss on a twin y axis with a log scale (``get_label()`` of
+        that Axes is ``"loss"``; find it in ``ax.figure.axes``).  Non-positive
+        losses are skipped.
+    show_edge : bool, default=True
+        Draw the edge of stability ``lambda_H = 2 / eta`` (dashed).
+    ax : matplotlib Axes, default=None
+        Axes to draw on; the current Axes by default.
+    **kwargs
+        Passed to :meth:`~matplotlib.axes.Axes.plot` for the sharpness lines.
+
+    Returns
+    -------
+    ax : matplotlib Axes
+        The Axes of the sharpness (the loss Axes is its twin).
+
+    See Also
+    --------
+    plot_bifurcation : The long-time sharpness of many runs.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sharpsk import UVRegressor
+    >>> import matplotlib.pyplot as plt
+    >>> from sharpsk.plotting import plot_sharpness
+    >>> X, y = np.full((1, 4), 0.5), np.array([1.0])
+    >>> uv = UVRegressor(8, learning_rate=1.2, max_iter=60, random_state=0)
+    >>> fig, ax = plt.subplots()
+    >>> ax = plot_sharpness(uv.fit(X, y), ax=ax)
+    >>> [line.get_gid() for line in ax.get_lines()]
+    ['sharpness', 'ntk', 'edge']
+    >>> float(ax.get_lines()[2].get_ydata()[0]) == 2 / 1.2
+    True
+    """
+    func = "plot_sharpness"
+    sharp, loss_frame = _trace_frames(data, func, x, y, ntk, loss)
+    _require(sharp, [x, y, hue], func)
+    ax = _get_ax(ax)
+    has_ntk = show_ntk and ntk in sharp.columns
+    has_loss = show_loss and loss in loss_frame.columns
+    if hue is None:
+        groups = [(None, sharp, loss_frame)]
+    else:
+        _require(loss_frame, [hue], func)
+        groups = [
+            (key, part, loss_frame[loss_frame[hue] == key])
+            for key, part in sharp.groupby(hue, sort=True)
+        ]
+    loss_ax = None
+    if has_loss:
+        loss_ax = ax.twinx()
+        loss_ax.set_label("loss")
+        # Sharpness in front of the loss, legend on top of both.
+        ax.set_zorder(loss_ax.get_zorder() + 1)
+        ax.patch.set_visible(False)
+    # One run: each line carries its own label.  Several: the sharpness line
+    # names the group and black proxies explain the line styles.
+    names = {"sharpness": r"$\lambda_H$", "ntk": r"$\lambda$ (NTK)"}
+    names.update(edge=r"$2/\eta$", loss="loss")
+    kwargs.setdefault("lw", 1.5)
+    for i, (key, part, loss_part) in enumerate(groups):
+        if hue is not None:
+            kwargs["color"] = f"C{i}"
+        part = part[np.isfinite(part[y].to_numpy(dtype=float))]
+        label = names["sharpness"] if hue is None else f"{hue} = {_fmt(key)}"
+        (line,) = ax.plot(part[x], part[y], label=label, gid="sharpness", **kwargs)
+        color = line.get_color()
+        solo = hue is None
+        if has_ntk:
+            ax.plot(
+                part[x],
+                part[ntk],
+                ls=":",
+                color="C1" if solo else color,
+                label=names["ntk"] if solo else "_ntk",
+                gid="ntk",
+            )
+        if show_edge:
+            eta = learning_rate
+            if eta is None:
+                _require(part, ["learning_rate"], func, why="the 2 / eta line")
+                etas = np.unique(part["learning_rate"].to_numpy(dtype=float))
+                if len(etas) != 1:
+                    raise ValueError(
+                        f"{func}: column 'learning_rate' takes {len(etas)} values "
+                        "in one run; pass hue='learning_rate' or learning_rate=."
+                    )
+                eta = etas[0]
+            ax.axhline(
+                2.0 / eta,
+                ls="--",
+                lw=1.0,
+                color="k" if solo else color,
+                label=names["edge"] if solo else "_edge",
+                gid="edge",
+            )
+        if has_loss:
+            lp = loss_part[[x, loss]].dropna()
+            lp = lp[lp[loss] > 0]
+            loss_ax.plot(
+                lp[x],
+                lp[loss],
+                lw=0.8,
+                alpha=0.7,
+                color="0.45" if solo else color,
+                label=names["loss"] if solo else "_loss",
+                gid="loss",
+            )
+    ax.set_xlabel(_axis_label(x))
+    ax.set_ylabel(_axis_label(y))
+    handles, labels = ax.get_legend_handles_labels()
+    if loss_ax is not None:
+        loss_ax.set_yscale("log")
+        loss_ax.set_ylabel("loss")
+        more = loss_ax.get_legend_handles_labels()
+        handles, labels = handles + more[0], labels + more[1]
+    if hue is not None:
+        styles = [("sharpness", "-"), ("ntk", ":"), ("edge", "--"), ("loss", "-")]
+        shown = {"sharpness": True, "ntk": has_ntk, "edge": show_edge}
+        shown["loss"] = has_loss
+        for name, ls in styles:
+            if shown[name]:
+                lw = 0.8 if name == "loss" else 1.2
+                handles.append(Line2D([], [], color="k", ls=ls, lw=lw))
+                labels.append(names[name])
+    ax.legend(handles, labels, loc="best", fontsize="small")
+    return ax
+
+
+# --------------------------------------------------------------------------
+# Learning-rate scans
+# --------------------------------------------------------------------------
+
+
+def _tail_frame(data, results, func):
+    """The tidy tail-of-trace table, with the per-run columns of ``results``.
+
+    A fitted scan gives its ``trace_tails_`` and ``results_``.  The tail table
+    has a ``run`` column (row of ``results``); the columns of ``results`` it
+    lacks (``label``, ``critical_learning_rate``, ``initial_sharpness``...)
+    are copied to each of its rows.
+    """
+    if not isinstance(data, (pd.DataFrame, Mapping)) and hasattr(data, "trace_tails_"):
+        if results is None:
+            results = data.results_
+        data = data.trace_tails_
+    frame = _as_frame(data, func)
+    if results is None:
+        return frame
+    results = _as_frame(results, func)
+    _require(frame, ["run"], func, why="joining results")
+    run = frame["run"].to_numpy()
+    if len(run) and not (0 <= run.min() and run.max() < len(results)):
+        raise ValueError(
+            f"{func}: the tail table's 'run' column points outside results "
+            f"({len(results)} runs)."
+        )
+    extra = [c for c in results.columns if c not in frame.columns]
+    if extra:
+        joined = results[extra].iloc[run].reset_index(drop=True)
+        frame = pd.concat([frame.reset_index(drop=True), joined], axis=1)
+    return frame
+
+
+def plot_bifurcation(
+    data,
+    *,
+    x="learning_rate",
+    y="sharpness",
+    scaled=True,
+    normalize=None,
+    hue=None,
+    results=None,
+    palette=None,
+    show_edge=True,
+    rasterized=None,
+    ax=None,
+    **kwargs,
+):
+    """Bifurcation diagram: the long-time sharpness against the learning rate.
+
+    Each recorded step of the tail of each run is one small dot at
+    ``(learning rate, eta * lambda_H)``: one dot per learning rate where the
+    run converges, two on the period-2 (EoS) orbit, a band where it is chaotic.
+
+    Parameters
+    ----------
+    data : DataFrame, dict of 1-D arrays or fitted LearningRateScan
+        Tidy tail-of-trace data, one row per (run, recorded step), with the
+        columns named by ``x`` and ``y`` (and ``learning_rate`` when ``scaled``
+        or for the ``2 / eta`` curve), such as a scan's ``trace_tails_``.  A
+        fitted scan contributes its ``trace_tails_`` joined with its
+        ``results_``.
+    x : str, default="learning_rate"
+        Column of the horizontal axis.
+    y : str, default="sharpness"
+        Column of the sharpness ``lambda_H`` (or any other observable).
+    scaled : bool, default=True
+        Plot ``learning_rate * y`` (so the edge of stability is at 2) rather
+        than ``y`` itself.
+    normalize : {None, "critical", "initial_sharpness"}, default=None
+        Horizontal units: ``None`` plots ``x`` as is; ``"critical"`` divides it
+        by the column ``critical_learning_rate`` (``eta / eta_c``);
+        ``"initial_sharpness"`` multiplies it by the column
+        ``initial_sharpness`` (``c = eta * lambda_H0``).
+    hue : str, default=None
+        Column of run labels to colour the dots with :data:`LABEL_COLORS`
+        (for example ``"label"``); black dots by default.
+    results : DataFrame or dict of 1-D arrays, default=None
+        The scan's per-run ``results_``, joined to ``data`` on its ``run``
+        column: the columns ``data`` lacks (``label``,
+        ``critical_learning_rate``, ``initial_sharpness``) become available to
+        ``hue`` and ``normalize``.  Use it with saved tables.
+    palette : dict, default=None
+        Colours overriding :data:`LABEL_COLORS` for some ``hue`` values.
+    show_edge : bool, default=True
+        Draw the edge of stability: the line ``eta * lambda_H = 2`` when
+        ``scaled``, else the curve ``lambda_H = 2 / eta``.
+    rasterized : bool, default=None
+        Rasterize the dots (vector output stays small); by default when there
+        are more than 5000 of them.
+    ax : matplotlib Axes, default=None
+        Axes to draw on; the current Axes by default.
+    **kwargs
+        Passed to :meth:`~matplotlib.axes.Axes.scatter` (default ``s=2``).
+
+    Returns
+    -------
+    ax : matplotlib Axes
+        The Axes drawn on.
+
+    Examples
+    --------
+    A scan of the single-example UV model through its route to chaos
+    (``eta_c = 1`` here):
+
+    >>> import numpy as np
+    >>> import matplotlib.pyplot as plt
+    >>> from sharpsk import LearningRateScan, UVRegressor
+    >>> from sharpsk.plotting import plot_bifurcation
+    >>> X, y = np.ones((1, 4)) / 2.0, np.array([1.0])
+    >>> uv = UVRegressor(width=1, max_iter=500, random_state=3)
+    >>> scan = LearningRateScan(uv, learning_rates=np.linspace(0.5, 1.5, 21),
+    ...                         progress=False).fit(X, y)
+    >>> fig, ax = plt.subplots()
+    >>> ax = plot_bifurcation(scan, normalize="critical", hue="label", ax=ax)
+    >>> len(ax.collections[0].get_offsets()) == len(scan.trace_tails_["run"])
+    True
+    >>> [t.get_text() for t in ax.get_legend().get_texts()]
+    ['converge', 'eos', 'periodic', 'chaotic']
+
+    Saved tables work the same way, e.g.
+    ``plot_bifurcation(pd.read_csv("tails.csv"), results=pd.read_csv(
+    "results.csv"), normalize="critical")``.
+    """
+    func = "plot_bifurcation"
+    frame = _tail_frame(data, results, func)
+    _require(frame, [x, y, hue], func)
+    if scaled or (show_edge and not scaled):
+        _require(frame, ["learning_rate"], func, why="scaled=True or the 2/eta curve")
+    xv, xlabel = _normalized_x(frame, x, normalize, func)
+    yv = frame[y].to_numpy(dtype=float)
+    eta = (
+        frame["learning_rate"].to_numpy(dtype=float)
+        if "learning_rate" in frame
+        else None
+    )
+    if scaled:
+        yv = eta * yv
+    keep = np.isfinite(xv) & np.isfinite(yv)
+    ax = _get_ax(ax)
+    kwargs.setdefault("s", 2.0)
+    kwargs.setdefault("linewidths", 0)
+    if hue is None:
+        kwargs.setdefault("color", "k")
+    else:
+        colors = _label_colors(frame[hue], palette, func, hue)
+        kwargs["c"] = [colors[v] for v in frame[hue].to_numpy(dtype=object)[keep]]
+    if rasterized is None:
+        rasterized = int(keep.sum()) > 5000
+    points = ax.scatter(xv[keep], yv[keep], rasterized=rasterized, **kwargs)
+    points.set_gid("points")
+    if show_edge:
+        if scaled:
+            ax.axhline(
+                2.0,
+                ls="--",
+                lw=1.0,
+                color="0.4",
+                gid="edge",
+                label=r"$\eta\lambda_H = 2$",
+            )
+        else:
+            curve = pd.DataFrame({"x": xv, "edge": 2.0 / eta}).drop_duplicates()
+            curve = curve.sort_values("x")
+            ax.plot(
+                curve["x"],
+                curve["edge"],
+                ls="--",
+                lw=1.0,
+                color="0.4",
+                gid="edge",
+                label=r"$2/\eta$",
+            )
+    if hue is not None:
+        _label_legend(ax, colors, hue, marker="o", loc="best", fontsize="small")
+    ax.set_xlabel(xlabel)
+    name = _axis_label(y)
+    ax.set_ylabel(
+        r"$\eta\,\lambda_H$"
+        if scaled and y == "sharpness"
+        else (f"learning rate × {y}" if scaled else name)
+    )
+    return ax
+
+
+def _all_numbers(column):
+    """Whether an object column holds real numbers only."""
+    return all(
+        isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
+        for v in column
+    )
+
+
+def _cell_edges(values, log):
+    """Edges of the cells centred on sorted unique ``values``."""
+    v = np.log(values) if log else np.asarray(values, dtype=float)
+    if len(v) == 1:
+        half = 0.1 if log else (0.1 * abs(v[0]) or 0.5)
+        edges = np.array([v[0] - half, v[0] + half])
+    else:
+        mid = 0.5 * (v[1:] + v[:-1])
+        edges = np.concatenate([[2 * v[0] - mid[0]], mid, [2 * v[-1] - mid[-1]]])
+    return np.exp(edges) if log else edges
+
+
+def _is_geometric(values):
+    """Whether sorted positive ``values`` are closer to log- than linear spacing."""
+    v = np.asarray(values, dtype=float)
+    if len(v) < 3 or np.any(v <= 0):
+        return False
+    lin, geo = np.diff(v), np.diff(np.log(v))
+    return np.std(geo) / np.mean(geo) < np.std(lin) / np.mean(lin)
+
+
+def plot_phase_diagram(
+    data,
+    *,
+    x="learning_rate",
+    y=None,
+    hue="label",
+    normalize=None,
+    palette=None,
+    log_x="auto",
+    log_y="auto",
+    ax=None,
+    **kwargs,
+):
+    """Phase diagram: the run label on a learning-rate × parameter grid.
+
+    Each run is one cell of a grid centred on the scanned values, coloured by
+    its label with the fixed :data:`LABEL_COLORS`; cells that were not run
+    stay blank, and so do runs without finite coordinates.  With ``y=None`` a
+    one-dimensional scan is drawn as a strip.
+    The legend lists the labels present, outside the Axes on the right (save
+    with ``bbox_inches="tight"`` or a constrained layout).
+
+    Parameters
+    ----------
+    data : DataFrame, dict of 1-D arrays or fitted LearningRateScan
+        One row per run with the columns named by ``x``, ``y`` and ``hue``.
+    x : str, default="learning_rate"
+        Column of the horizontal axis.
+    y : str, default=None
+        Column of the second scanned parameter (width, init scale,
+        parameterization...); numbers give a numeric axis, anything else one
+        row per value in order of appearance.  None uses the data's single
+        ``param_<name>`` column if it has exactly one (a 2-D
+        :class:`~sharpsk.LearningRateScan`), else draws a strip.
+    hue : str, default="label"
+        Column of the run labels.
+    normalize : {None, "critical", "initial_sharpness"}, default=None
+        Units of ``x``; see :func:`plot_bifurcation`.
+    palette : dict, default=None
+        Colours overriding :data:`LABEL_COLORS` for some ``hue`` values.
+    log_x, log_y : bool or "auto", default="auto"
+        Log scale (and geometric cell edges) for an axis; ``"auto"`` picks it
+        when the values are positive and closer to geometric than to linear
+        spacing.
+    ax : matplotlib Axes, default=None
+        Axes to draw on; the current Axes by default.
+    **kwargs
+        Passed to :meth:`~matplotlib.axes.Axes.pcolormesh`.
+
+    Returns
+    -------
+    ax : matplotlib Axes
+        The Axes drawn on.
+
+    Raises
+    ------
+    ValueError
+        If a column is missing, two runs share a grid cell, or a label has no
+        colour.
+
+    Examples
+    --------
+    >>> import matplotlib.pyplot as plt
+    >>> from sharpsk.plotting import LABEL_COLORS, plot_phase_diagram
+    >>> runs = {"learning_rate": [0.1, 0.2, 0.1, 0.2],
+    ...         "width": [8, 8, 64, 64],
+    ...         "label": ["converge", "eos", "converge", "chaotic"]}
+    >>> fig, ax = plt.subplots()
+    >>> ax = plot_phase_diagram(runs, y="width", ax=ax)
+    >>> [t.get_text() for t in ax.get_legend().get_texts()]
+    ['converge', 'eos', 'chaotic']
+    """
+    func = "plot_phase_diagram"
+    frame = _as_frame(data, func)
+    if y is None:
+        params = [c for c in frame.columns if str(c).startswith("param_")]
+        y = params[0] if len(params) == 1 else None
+    _require(frame, [x, y, hue], func)
+    xv, xlabel = _normalized_x(frame, x, normalize, func)
+    categories = None
+    if y is None:
+        yv = np.zeros(len(frame))
+    elif pd.api.types.is_numeric_dtype(frame[y]) or _all_numbers(frame[y]):
+        yv = frame[y].to_numpy(dtype=float)
+    else:  # categorical (e.g. the parameterization): rows in order of appearance
+        categories = list(pd.unique(frame[y].to_numpy(dtype=object)))
+        yv = np.array([categories.index(v) for v in frame[y]], dtype=float)
+    finite = np.isfinite(xv) & np.isfinite(yv)  # e.g. a NaN eta_c: no cell
+    frame, xv, yv = frame[finite], xv[finite], yv[finite]
+    cells = pd.DataFrame({"x": xv, "y": yv})
+    duplicated = cells.duplicated()
+    if duplicated.any():
+        first = frame[duplicated.to_numpy()].iloc[0]
+        where = f"{x} = {_fmt(first[x])}"
+        if y is not None:
+            where += f", {y} = {_fmt(first[y])}"
+        raise ValueError(
+            f"{func}: {int(duplicated.sum())} run(s) share a grid cell with "
+            f"another (e.g. at {where}); aggregate them (one label per cell) or "
+            "plot one subset at a time."
+        )
+    labels = frame[hue].to_numpy(dtype=object)
+    colors = {**LABEL_COLORS, **(palette or {})}
+    present = _label_colors(labels, palette, func, hue)
+    code_of = {k: i for i, k in enumerate(colors)}
+    xs, ys = np.unique(xv), np.unique(yv)
+    grid = np.full((len(ys), len(xs)), np.nan)
+    grid[np.searchsorted(ys, yv), np.searchsorted(xs, xv)] = [
+        code_of[v] for v in labels
+    ]
+    logx = _is_geometric(xs) if log_x == "auto" else bool(log_x)
+    logy = categories is None and y is not None
+    logy = logy and (_is_geometric(ys) if log_y == "auto" else bool(log_y))
+    ax = _get_ax(ax)
+    cmap = ListedColormap(list(colors.values()))
+    norm = BoundaryNorm(np.arange(len(colors) + 1) - 0.5, len(colors))
+    mesh = ax.pcolormesh(
+        _cell_edges(xs, logx),
+        _cell_edges(ys, logy),
+        np.ma.masked_invalid(grid),
+        cmap=cmap,
+        norm=norm,
+        **kwargs,
+    )
+    mesh.set_gid("phases")
+    if logx:
+        ax.set_xscale("log")
+    if logy:
+        ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    if y is None:
+        ax.set_yticks([])
+    else:
+        ax.set_ylabel(_axis_label(y))
+    if categories is not None:
+        ax.set_yticks(ys, [str(c) for c in categories])
+    _label_legend(
+        ax,
+        present,
+        None,
+        loc="upper left",
+        bbox_to_anchor=(1.01, 1.0),
+        borderaxespad=0.0,
+        fontsize="small",
+    )
+    return ax
+
+
+def plot_lyapunov(
+    data,
+    *,
+    x="learning_rate",
+    y="lyapunov",
+    hue="label",
+    normalize=None,
+    palette=None,
+    show_line=True,
+    ax=None,
+    **kwargs,
+):
+    """Largest Lyapunov exponent against the learning rate, with the zero line.
+
+    Points are coloured by run label (:data:`LABEL_COLORS`); runs without a
+    finite exponent (diverged ones) are left out.  Positive exponents are chaos.
+
+    Parameters
+    ----------
+    data : DataFrame, dict of 1-D arrays or fitted LearningRateScan
+        One row per run with the columns named by ``x``, ``y`` and ``hue``.
+    x : str, default="learning_rate"
+        Column of the horizontal axis.
+    y : str, default="lyapunov"
+        Column of the exponent.
+    hue : str or None, default="label"
+        Column of the run labels; None draws black points.
+    normalize : {None, "critical", "initial_sharpness"}, default=None
+        Units of ``x``; see :func:`plot_bifurcation`.
+    palette : dict, default=None
+        Colours overriding :data:`LABEL_COLORS` for some ``hue`` values.
+    show_line : bool, default=True
+        Join the points (sorted by ``x``) with a thin grey line.
+    ax : matplotlib Axes, default=None
+        Axes to draw on; the current Axes by default.
+    **kwargs
+        Passed to :meth:`~matplotlib.axes.Axes.scatter` (default ``s=10``).
+
+    Returns
+    -------
+    ax : matplotlib Axes
+        The Axes drawn on.
+
+    Examples
+    --------
+    >>> import matplotlib.pyplot as plt
+    >>> from sharpsk.plotting import plot_lyapunov
+    >>> runs = {"learning_rate": [1.0, 1.1, 1.2, 1.3],
+    ...         "lyapunov": [-0.5, -0.1, 0.3, float("nan")],
+    ...         "label": ["converge", "eos", "chaotic", "diverge"]}
+    >>> fig, ax = plt.subplots()
+    >>> ax = plot_lyapunov(runs, ax=ax)
+    >>> len(ax.collections[0].get_offsets())   # the diverged run is left out
+    3
+    """
+    func = "plot_lyapunov"
+    frame = _as_frame(data, func)
+    _require(frame, [x, y, hue], func)
+    xv, xlabel = _normalized_x(frame, x, normalize, func)
+    yv = frame[y].to_numpy(dtype=float)
+    keep = np.isfinite(xv) & np.isfinite(yv)
+    ax = _get_ax(ax)
+    ax.axhline(0.0, color="k", lw=0.8, gid="zero")
+    if show_line and keep.any():
+        order = np.argsort(xv[keep], kind="stable")
+        ax.plot(xv[keep][order], yv[keep][order], color="0.6", lw=0.7, zorder=1)
+    kwargs.setdefault("s", 10.0)
+    kwargs.setdefault("zorder", 2)
+    if hue is None:
+        kwargs.setdefault("color", "k")
+    else:
+        labels = frame[hue].to_numpy(dtype=object)[keep]
+        colors = _label_colors(labels, palette, func, hue)
+        kwargs["c"] = [colors[v] for v in labels]
+    points = ax.scatter(xv[keep], yv[keep], **kwargs)
+    points.set_gid("points")
+    if hue is not None and keep.any():
+        _label_legend(ax, colors, None, marker="o", loc="best", fontsize="small")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(_axis_label(y))
+    return ax
+
+
+# --------------------------------------------------------------------------
+# The UV model in function space
+# --------------------------------------------------------------------------
+
+
+def _trajectory_arrays(trajectory, kappa, learning_rate):
+    """``(delta_f, ntk)`` arrays of a fitted UVRegressor or of given arrays."""
+    func = "plot_uv_vector_field"
+    if hasattr(trajectory, "fit") and not isinstance(trajectory, Mapping):
+        if not hasattr(trajectory, "residual_trace_"):
+            raise NotFittedError(
+                f"{func}: the trajectory {type(trajectory).__name__} is not fitted "
+                "yet; call fit first."
+            )
+        fitted_kappa = float(getattr(trajectory, "kappa_", np.nan))
+        if not np.isfinite(fitted_kappa):
+            raise ValueError(
+                f"{func}: trajectory was fitted on several examples; the "
+                "function-space picture needs a single-example fit."
+            )
+        for name, mine, theirs in (
+            ("kappa", kappa, fitted_kappa),
+            ("learning_rate", learning_rate, _step_size(trajectory)),
+        ):
+            if not np.isclose(mine, theirs, rtol=1e-9, atol=0.0):
+                raise ValueError(
+                    f"{func}: {name}={mine:g} but the trajectory was fitted with "
+                    f"{name}={theirs:g}."
+                )
+        return (
+            np.asarray(trajectory.residual_trace_, dtype=float),
+            np.asarray(trajectory.ntk_trace_, dtype=float),
+        )
+    if isinstance(trajectory, (Mapping, pd.DataFrame)):
+        missing = [k for k in ("delta_f", "ntk") if k not in trajectory]
+        if missing:
+            raise ValueError(
+                f"{func}: trajectory has no {missing[0]!r} entry; it needs "
+                "'delta_f' and 'ntk'."
+            )
+        delta_f, ntk = trajectory["delta_f"], trajectory["ntk"]
+    else:
+        arr = np.asarray(trajectory, dtype=float)
+        if arr.ndim == 2 and arr.shape[1] == 2 and arr.shape[0] != 2:
+            arr = arr.T
+        if arr.ndim != 2 or arr.shape[0] != 2:
+            raise ValueError(
+                f"{func}: trajectory must be a fitted UVRegressor, a pair "
+                f"(delta_f, ntk) of 1-D arrays or an (n, 2) array; got shape "
+                f"{arr.shape}."
+            )
+        delta_f, ntk = arr
+    delta_f = np.asarray(delta_f, dtype=float).ravel()
+    ntk = np.asarray(ntk, dtype=float).ravel()
+    if delta_f.shape != ntk.shape:
+        raise ValueError(
+            f"{func}: trajectory delta_f and ntk lengths differ "
+            f"({delta_f.size} != {ntk.size})."
+        )
+    return delta_f, ntk
+
+
+def _span(values, pad=0.05):
+    lo, hi = float(np.min(values)), float(np.max(values))
+    width = hi - lo if hi > lo else max(abs(hi), 1.0)
+    return lo - pad * width, hi + pad * width
+
+
+def _ntk_nullcline(eta, y, delta_f_lim, ntk_lim, n=801):
+    """The curve ``delta_lambda = 0`` off the line of minima, within the view.
+
+    ``delta_lambda = eta kappa delta_f (delta_f (eta lambda - 4) - 4 y)``
+    vanishes at ``lambda = 4 (delta_f + y) / (eta delta_f)``, that is at
+    ``delta_f = 4 y / (eta lambda - 4)``: two branches, split at the pole
+    ``lambda = 4 / eta``, each monotone in ``lambda``.  It is sampled evenly
+    in both coordinates (the curve is steep in one and flat in the other);
+    points outside the view are NaN, which also breaks the line at the pole.
+    """
+    (x0, x1), (y0, y1) = delta_f_lim, ntk_lim
+    pole = 4.0 / eta
+    if y == 0:  # delta_lambda = eta kappa delta_f**2 (eta lambda - 4)
+        return np.array([x0, x1]), np.array([pole, pole])
+    df = np.linspace(x0, x1, n)
+    df = df[df != 0]
+    lam = np.concatenate([np.linspace(y0, y1, n), 4.0 * (df + y) / (eta * df), [pole]])
+    lam = np.unique(lam[(lam >= y0) & (lam <= y1)])
+    with np.errstate(divide="ignore"):
+        df = 4.0 * y / (eta * lam - 4.0)
+    out = ~((df >= x0) & (df <= x1))  # the pole gives inf: out too
+    df[out], lam[out] = np.nan, np.nan
+    return df, lam
+
+
+def plot_uv_vector_field(
+    *,
+    kappa,
+    y,
+    learning_rate,
+    trajectory=None,
+    delta_f_lim=None,
+    ntk_lim=None,
+    kind="quiver",
+    n_grid=21,
+    colorbar=True,
+    ax=None,
+    **kwargs,
+):
+    """The UV model's one-step map in the ``(delta_f, lambda)`` plane.
+
+    One gradient-descent step maps ``(delta_f, lambda)`` to
+    :func:`sharpsk._maps.uv_step` of it.  The plot shows
+
+    * the one-step displacement as arrows of equal length (``kind="quiver"``,
+      coloured by the log10 of its length as a fraction of the view) or as
+      streamlines (``kind="stream"``);
+    * the line of fixed points ``delta_f = 0`` (the minima): solid where they
+      are stable, ``eta * lambda < 2``, dashed above ``lambda = 2 / eta``;
+    * the other nullcline of ``delta_lambda``,
+      ``lambda = 4 (delta_f + y) / (eta delta_f)`` (where
+      ``f = -eta lambda y / (4 - eta lambda)``): the sharpness grows between
+      it and the line of minima, on the side of ``y``, and falls elsewhere;
+    * the EoS manifold ``lambda = 2 sqrt(kappa) |delta_f + y|`` (``Q = 0``),
+      the lower edge of the reachable states (shaded below it);
+    * the ``trajectory`` (each recorded step a dot, the start a star).
+
+    Parameters
+    ----------
+    kappa : float
+        ``s**2 |x|**2`` of the example (``UVRegressor.kappa_``), positive.
+    y : float
+        The target.
+    learning_rate : float
+        The step size ``eta``, positive.
+    trajectory : fitted UVRegressor, (delta_f, ntk) pair, (n, 2) array or dict, \
+            default=None
+        A run to overlay: a single-example :class:`~sharpsk.UVRegressor`
+        fitted with this ``kappa`` and ``learning_rate`` (its
+        ``residual_trace_`` and ``ntk_trace_``), arrays, or a dict/DataFrame
+        with ``delta_f`` and ``ntk``.
+    delta_f_lim, ntk_lim : (float, float), default=None
+        The view.  By default it spans the minima ``delta_f = 0``, the zero of
+        the function ``delta_f = -y`` and the trajectory, and ``lambda`` from
+        0 past ``2 / eta``.
+    kind : {"quiver", "stream"}, default="quiver"
+        Arrows on an ``n_grid × n_grid`` grid, or streamlines.
+    n_grid : int, default=21
+        Grid points per axis.
+    colorbar : bool, default=True
+        Add a colour bar of the displacement length.
+    ax : matplotlib Axes, default=None
+        Axes to draw on; the current Axes by default.
+    **kwargs
+        Passed to :meth:`~matplotlib.axes.Axes.quiver` or
+        :meth:`~matplotlib.axes.Axes.streamplot`.
+
+    Returns
+    -------
+    ax : matplotlib Axes
+        The Axes drawn on.
+
+    Examples
+    --------
+    >>> import matplotlib.pyplot as plt
+    >>> from sharpsk.plotting import plot_uv_vector_field
+    >>> fig, ax = plt.subplots()
+    >>> ax = plot_uv_vector_field(kappa=1.0, y=1.0, learning_rate=0.8, n_grid=9,
+    ...                           colorbar=False, ax=ax)
+    >>> stable = [a for a in ax.get_lines() if a.get_gid() == "fixed_points_stable"]
+    >>> float(max(stable[0].get_ydata())) == 2 / 0.8
+    True
+    """
+    func = "plot_uv_vector_field"
+    for name, value in (("kappa", kappa), ("learning_rate", learning_rate)):
+        if not (np.isscalar(value) and np.isfinite(value) and value > 0):
+            raise ValueError(
+                f"{func}: {name} must be a positive number, got {value!r}."
+            )
+    if not (np.isscalar(y) and np.isfinite(y)):
+        raise ValueError(f"{func}: y must be a finite number, got {y!r}.")
+    if kind not in ("quiver", "stream"):
+        raise ValueError(f"{func}: kind must be 'quiver' or 'stream', got {kind!r}.")
+    if int(n_grid) < 2:
+        raise ValueError(f"{func}: n_grid must be at least 2, got {n_grid!r}.")
+    eta, kappa, y, n_grid = float(learning_rate), float(kappa), float(y), int(n_grid)
+    root = np.sqrt(kappa)
+    edge = 2.0 / eta
+    traj = None
+    if trajectory is not None:
+        traj = _trajectory_arrays(trajectory, kappa, eta)
+        finite = np.isfinite(traj[0]) & np.isfinite(traj[1])
+        traj = (traj[0][finite], traj[1][finite])
+
+    # The view: minima, the zero of f, the trajectory; lambda from 0 past 2/eta.
+    if delta_f_lim is None:
+        scale = abs(y) if y != 0 else 1.0 / (eta * root)
+        xs = [-y - scale, -y + scale, -scale, scale]
+        if traj is not None and traj[0].size:
+            xs += [traj[0].min(), traj[0].max()]
+        delta_f_lim = _span(xs)
+    if ntk_lim is None:
+        ys = [0.0, 1.25 * edge]
+        if traj is not None and traj[1].size:
+            ys.append(traj[1].max())
+        ntk_lim = (0.0, _span(ys)[1])
+    (x0, x1), (y0, y1) = delta_f_lim, ntk_lim
+    if not (x0 < x1 and y0 < y1):
+        raise ValueError(
+            f"{func}: delta_f_lim and ntk_lim must be increasing pairs, got "
+            f"{delta_f_lim!r} and {ntk_lim!r}."
+        )
+    ax = _get_ax(ax)
+
+    # One-step displacement on a grid; unreachable states (Q < 0) are masked.
+    gx, gy = np.linspace(x0, x1, n_grid), np.linspace(y0, y1, n_grid)
+    DF, LAM = np.meshgrid(gx, gy)
+    with np.errstate(over="ignore", invalid="ignore"):
+        new_df, new_lam = uv_step(DF, LAM, eta, kappa, y)
+        u, v = new_df - DF, new_lam - LAM
+        frac = np.hypot(u / (x1 - x0), v / (y1 - y0))  # fraction of the view
+    mask = (LAM < 2.0 * root * np.abs(DF + y)) | ~(frac > 0) | ~np.isfinite(frac)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        color = np.log10(np.where(mask, np.nan, frac))
+    kwargs.setdefault("cmap", "viridis")
+    if kind == "quiver":
+        length = 0.6 / (n_grid - 1)  # arrows of equal length on screen
+        with np.errstate(divide="ignore", invalid="ignore"):
+            U = np.where(mask, np.nan, u / frac * length)
+            V = np.where(mask, np.nan, v / frac * length)
+        keep = ~mask
+        kwargs.setdefault("width", 0.003)
+        kwargs.setdefault("alpha", 0.8)
+        field = ax.quiver(
+            DF[keep],
+            LAM[keep],
+            U[keep],
+            V[keep],
+            color[keep],
+            angles="xy",
+            scale_units="xy",
+            scale=1.0,
+            pivot="mid",
+            **kwargs,
+        )
+        mappable = field
+    else:
+        kwargs.setdefault("linewidth", 0.7)
+        kwargs.setdefault("density", 1.2)
+        # Unit speed on screen: the map's step sizes span decades.
+        with np.errstate(divide="ignore", invalid="ignore"):
+            us = np.ma.masked_array(u / frac, mask)
+            vs = np.ma.masked_array(v / frac, mask)
+        field = ax.streamplot(
+            gx,
+            gy,
+            us,
+            vs,
+            color=np.ma.masked_invalid(color),
+            **kwargs,
+        )
+        mappable = field.lines
+    mappable.set_gid("field")
+    if colorbar and np.any(~mask):
+        ax.figure.colorbar(
+            mappable, ax=ax, label=r"$\log_{10}$ step length / view", pad=0.02
+        )
+
+    # Unreachable states below the EoS manifold, and the manifold itself.
+    fine = np.linspace(x0, x1, 801)
+    manifold = 2.0 * root * np.abs(fine + y)
+    ax.fill_between(
+        fine,
+        y0,
+        np.minimum(manifold, y1),
+        color="0.85",
+        lw=0,
+        zorder=0,
+        gid="unreachable",
+        label="unreachable ($Q < 0$)",
+    )
+    ax.plot(
+        fine,
+        manifold,
+        color="k",
+        lw=1.2,
+        gid="eos_manifold",
+        label=r"EoS manifold $\lambda = 2\sqrt{\kappa}\,|f|$",
+    )
+    # Minima: stable below 2/eta, unstable above.
+    ax.plot(
+        [0.0, 0.0],
+        [min(y0, edge), edge],
+        color=LABEL_COLORS["converge"],
+        lw=2.5,
+        gid="fixed_points_stable",
+        label=r"stable minima $\eta\lambda < 2$",
+    )
+    ax.plot(
+        [0.0, 0.0],
+        [edge, max(y1, edge)],
+        color=LABEL_COLORS["chaotic"],
+        lw=2.5,
+        ls="--",
+        gid="fixed_points_unstable",
+        label=r"unstable minima $\eta\lambda > 2$",
+    )
+    null_df, null_lam = _ntk_nullcline(eta, y, (x0, x1), (y0, y1))
+    ax.plot(
+        null_df,
+        null_lam,
+        color=LABEL_COLORS["periodic"],
+        lw=1.5,
+        ls="-.",
+        gid="nullcline",
+        label=r"$\Delta\lambda = 0$",
+    )
+    if traj is not None:
+        ax.plot(
+            traj[0],
+            traj[1],
+            "-o",
+            color="k",
+            lw=0.5,
+            ms=2.5,
+            alpha=0.8,
+            gid="trajectory",
+            label="trajectory",
+        )
+        if traj[0].size:
+            ax.plot(
+                traj[0][:1],
+                traj[1][:1],
+                ls="none",
+                marker="*",
+                ms=11,
+                color="k",
+                gid="start",
+                label="start",
+            )
+    ax.set_xlim(x0, x1)
+    ax.set_ylim(y0, y1)
+    ax.set_xlabel(r"residual $\Delta f = f - y$")
+    ax.set_ylabel(r"NTK $\lambda$")
+    ax.legend(loc="best", fontsize="x-small", framealpha=0.9)
+    return ax

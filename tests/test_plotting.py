@@ -1,0 +1,680 @@
+"""sharpsk.plotting: every function rendered to PNG (Agg), asserted on its artists."""
+
+import subprocess
+import sys
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.colors import to_rgba
+from numpy.testing import assert_allclose, assert_array_equal
+from sklearn.exceptions import NotFittedError
+
+from sharpsk import UVRegressor
+from sharpsk._dynamics import LABELS
+from sharpsk._maps import uv_sharpness, uv_simulate, uv_step
+from sharpsk.plotting import (
+    LABEL_COLORS,
+    plot_bifurcation,
+    plot_lyapunov,
+    plot_phase_diagram,
+    plot_sharpness,
+    plot_uv_vector_field,
+)
+
+
+def _render(ax, tmp_path, name):
+    """Save the figure of ``ax`` to PNG (a real draw) and check the file."""
+    path = tmp_path / f"{name}.png"
+    ax.figure.savefig(path, dpi=60, bbox_inches="tight")
+    assert path.stat().st_size > 1000
+    return path
+
+
+def _by_gid(ax, gid):
+    return [a for a in ax.get_children() if a.get_gid() == gid]
+
+
+def _legend(ax):
+    legend = ax.get_legend()
+    return [t.get_text() for t in legend.get_texts()], legend.legend_handles
+
+
+def _handle_color(handle):
+    if hasattr(handle, "get_markerfacecolor") and handle.get_marker() not in (
+        None,
+        "None",
+        "",
+    ):
+        return to_rgba(handle.get_markerfacecolor())
+    return to_rgba(handle.get_facecolor())
+
+
+def _one_example(y=1.0):
+    return np.full((1, 4), 0.5), np.array([y])
+
+
+@pytest.fixture(scope="module")
+def uv_scan():
+    """A hand-made single-example UV scan in eta / eta_c in [0.6, 1.6].
+
+    The columns follow the scan's ``results_`` (one row per learning rate)
+    and its tidy tail table (one row per learning rate and tail step).
+    """
+    kappa, y, delta_f0, ntk0 = 1.0, 1.0, -1.0, 0.3
+    eta_c = 1.0 / (np.sqrt(kappa) * abs(y))
+    etas = np.linspace(0.6, 1.6, 41) * eta_c
+    sim = uv_simulate(delta_f0, ntk0, etas, kappa, y, 600, record_from=584)
+    sharp = uv_sharpness(sim["delta_f"], sim["ntk"], kappa, y)
+    n_tail = sharp.shape[0]
+    tail = pd.DataFrame(
+        {
+            "learning_rate": np.tile(etas, n_tail),
+            "step": np.repeat(sim["steps"], len(etas)),
+            "sharpness": sharp.ravel(),
+            "critical_learning_rate": eta_c,
+            "initial_sharpness": float(uv_sharpness(delta_f0, ntk0, kappa, y)),
+        }
+    )
+    labels = np.array(LABELS, dtype=object)[np.arange(len(etas)) % len(LABELS)]
+    results = {
+        "learning_rate": etas,
+        "label": labels,
+        "lyapunov": np.where(labels == "diverge", np.nan, np.linspace(-1, 1, 41)),
+        "critical_learning_rate": np.full(len(etas), eta_c),
+        "initial_sharpness": np.full(len(etas), tail["initial_sharpness"][0]),
+    }
+    return {"tail": tail, "results": results, "eta_c": eta_c}
+
+
+# --------------------------------------------------------------------------
+# Module-level contracts
+# --------------------------------------------------------------------------
+
+
+def test_label_colors_one_fixed_distinct_colour_per_label():
+    assert tuple(LABEL_COLORS) == tuple(LABELS)
+    rgba = {to_rgba(c) for c in LABEL_COLORS.values()}
+    assert len(rgba) == len(LABELS)
+
+
+def test_importing_sharpsk_does_not_import_matplotlib():
+    code = "import sys, sharpsk; print('matplotlib' in sys.modules)"
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "False"
+
+
+# --------------------------------------------------------------------------
+# plot_sharpness
+# --------------------------------------------------------------------------
+
+
+def test_plot_sharpness_of_a_fitted_uv_regressor(tmp_path):
+    X, y = _one_example()
+    uv = UVRegressor(8, learning_rate=1.2, max_iter=80, random_state=0).fit(X, y)
+    fig, ax = plt.subplots()
+    assert plot_sharpness(uv, ax=ax) is ax
+    _render(ax, tmp_path, "sharpness_uv")
+    (sharp,) = _by_gid(ax, "sharpness")
+    (ntk,) = _by_gid(ax, "ntk")
+    (edge,) = _by_gid(ax, "edge")
+    assert_array_equal(sharp.get_xdata(), uv.steps_)
+    assert_allclose(sharp.get_ydata(), uv.sharpness_trace_, rtol=0, atol=0)
+    assert_allclose(ntk.get_ydata(), uv.ntk_trace_, rtol=0, atol=0)
+    assert_allclose(edge.get_ydata(), [2 / 1.2, 2 / 1.2], rtol=1e-15)
+    # The loss lives on a log-scaled twin Axes sharing the step axis.
+    (loss_ax,) = [a for a in fig.axes if a.get_label() == "loss"]
+    assert loss_ax.get_yscale() == "log"
+    assert loss_ax.get_ylabel() == "loss"
+    (loss,) = _by_gid(loss_ax, "loss")
+    positive = uv.loss_curve_ > 0
+    assert_allclose(loss.get_ydata(), uv.loss_curve_[positive], rtol=0)
+    assert ax.get_xlabel() == "step"
+    assert ax.get_ylabel() == r"sharpness $\lambda_H$"
+    texts, _ = _legend(ax)
+    assert texts == [r"$\lambda_H$", r"$\lambda$ (NTK)", r"$2/\eta$", "loss"]
+
+
+def test_plot_sharpness_switches_and_a_loss_recorded_every_step(tmp_path):
+    class Fitted:  # the MLP's layout: sharpness every 5 steps, loss every step
+        learning_rate = 2.0  # in units of the initial sharpness (lr_units)
+        learning_rate_ = 0.25  # the step size eta it ran with
+        ntk_trace_ = None
+        steps_ = np.arange(0, 21, 5)
+        sharpness_trace_ = np.array([4.0, 5.0, 7.0, 8.0, 8.0])
+        loss_curve_ = np.exp(-0.1 * np.arange(21))
+
+        def fit(self):
+            return self
+
+    fig, ax = plt.subplots()
+    plot_sharpness(Fitted(), ax=ax)  # ntk_trace_ is None: no NTK line
+    _render(ax, tmp_path, "sharpness_mlp")
+    assert _by_gid(ax, "ntk") == []
+    (loss_ax,) = [a for a in fig.axes if a.get_label() == "loss"]
+    (loss,) = _by_gid(loss_ax, "loss")
+    assert_array_equal(loss.get_xdata(), np.arange(21))
+    (edge,) = _by_gid(ax, "edge")
+    assert edge.get_ydata()[0] == 8.0
+
+    fig, ax = plt.subplots()
+    plot_sharpness(Fitted(), ax=ax, show_loss=False, show_edge=False)
+    assert len(fig.axes) == 1 and _by_gid(ax, "edge") == []
+
+
+def test_plot_sharpness_tidy_data_with_hue(tmp_path):
+    etas = [0.5, 1.0, 2.0]
+    frame = pd.concat(
+        [
+            pd.DataFrame(
+                {
+                    "step": np.arange(10),
+                    "sharpness": np.linspace(1, 2 / eta, 10),
+                    "loss": np.geomspace(1, 1e-3, 10),
+                    "learning_rate": eta,
+                }
+            )
+            for eta in etas
+        ]
+    )
+    fig, ax = plt.subplots()
+    plot_sharpness(frame, hue="learning_rate", ax=ax)
+    _render(ax, tmp_path, "sharpness_hue")
+    sharp, edges = _by_gid(ax, "sharpness"), _by_gid(ax, "edge")
+    assert len(sharp) == len(edges) == 3
+    assert_allclose([e.get_ydata()[0] for e in edges], [2 / e for e in etas])
+    for s, e in zip(sharp, edges, strict=True):
+        assert to_rgba(s.get_color()) == to_rgba(e.get_color())
+    texts, _ = _legend(ax)
+    assert texts[:3] == [f"learning_rate = {eta:g}" for eta in etas]
+    assert texts[3:] == [r"$\lambda_H$", r"$2/\eta$", "loss"]  # style key
+
+
+def test_plot_sharpness_bad_input():
+    frame = pd.DataFrame({"step": [0, 1], "sharpness": [1.0, 2.0]})
+    with pytest.raises(ValueError, match="'learning_rate'"):
+        plot_sharpness(frame)
+    with pytest.raises(ValueError, match="'lambda_H'"):
+        plot_sharpness(frame, y="lambda_H", learning_rate=0.1)
+    frame["learning_rate"] = [0.1, 0.2]
+    with pytest.raises(ValueError, match="hue='learning_rate'"):
+        plot_sharpness(frame)
+    with pytest.raises(NotFittedError, match="UVRegressor"):
+        plot_sharpness(UVRegressor())
+    with pytest.raises(TypeError, match="list"):
+        plot_sharpness([1.0, 2.0])
+
+
+# --------------------------------------------------------------------------
+# plot_bifurcation
+# --------------------------------------------------------------------------
+
+
+def test_plot_bifurcation_points_units_and_edge(uv_scan, tmp_path):
+    tail, eta_c = uv_scan["tail"], uv_scan["eta_c"]
+    finite = np.isfinite(tail["sharpness"].to_numpy())
+    eta = tail["learning_rate"].to_numpy()[finite]
+    sharp = tail["sharpness"].to_numpy()[finite]
+
+    fig, ax = plt.subplots()
+    plot_bifurcation(tail, ax=ax)
+    _render(ax, tmp_path, "bifurcation")
+    (points,) = _by_gid(ax, "points")
+    offsets = points.get_offsets()
+    assert len(offsets) == finite.sum()
+    assert_allclose(offsets[:, 0], eta, rtol=0)
+    assert_allclose(offsets[:, 1], eta * sharp, rtol=1e-15)
+    (edge,) = _by_gid(ax, "edge")
+    assert_array_equal(edge.get_ydata(), [2.0, 2.0])
+    assert ax.get_xlabel() == r"learning rate $\eta$"
+    assert ax.get_ylabel() == r"$\eta\,\lambda_H$"
+    assert not points.get_rasterized()  # few points: vector output
+
+    fig, ax = plt.subplots()
+    plot_bifurcation(tail, normalize="critical", ax=ax)
+    assert_allclose(ax.collections[0].get_offsets()[:, 0], eta / eta_c, rtol=1e-15)
+    assert ax.get_xlabel() == r"$\eta\,/\,\eta_c$"
+
+    fig, ax = plt.subplots()
+    plot_bifurcation(tail, normalize="initial_sharpness", scaled=False, ax=ax)
+    lam0 = tail["initial_sharpness"][0]
+    offsets = ax.collections[0].get_offsets()
+    assert_allclose(offsets[:, 0], eta * lam0, rtol=1e-15)
+    assert_allclose(offsets[:, 1], sharp, rtol=0)
+    # Unscaled, the edge is the curve lambda_H = 2 / eta in the same units.
+    (edge,) = _by_gid(ax, "edge")
+    assert_allclose(edge.get_ydata(), 2.0 / (edge.get_xdata() / lam0), rtol=1e-12)
+    assert len(edge.get_xdata()) == len(np.unique(eta))
+    _render(ax, tmp_path, "bifurcation_unscaled")
+
+
+def test_plot_bifurcation_hue_and_rasterization(tmp_path):
+    n = 6000
+    rng = np.random.default_rng(0)
+    labels = np.array(["converge", "eos", "chaotic"])[rng.integers(0, 3, n)]
+    frame = pd.DataFrame(
+        {"learning_rate": rng.uniform(0.1, 1, n), "sharpness": 1.0, "label": labels}
+    )
+    fig, ax = plt.subplots()
+    plot_bifurcation(frame, hue="label", ax=ax)
+    _render(ax, tmp_path, "bifurcation_hue")
+    (points,) = _by_gid(ax, "points")
+    assert points.get_rasterized()
+    expected = np.array([to_rgba(LABEL_COLORS[v]) for v in labels])
+    assert_allclose(points.get_facecolors(), expected, rtol=0, atol=0)
+    texts, handles = _legend(ax)
+    assert texts == ["converge", "eos", "chaotic"]
+    assert [_handle_color(h) for h in handles] == [
+        to_rgba(LABEL_COLORS[t]) for t in texts
+    ]
+
+
+def test_plot_bifurcation_bad_input(uv_scan):
+    tail = uv_scan["tail"]
+    with pytest.raises(ValueError, match="normalize.*'eta_c'"):
+        plot_bifurcation(tail, normalize="eta_c")
+    with pytest.raises(ValueError, match="'critical_learning_rate'"):
+        plot_bifurcation(
+            tail.drop(columns="critical_learning_rate"), normalize="critical"
+        )
+    with pytest.raises(ValueError, match="'lambda_H'"):
+        plot_bifurcation(tail, y="lambda_H")
+    with pytest.raises(ValueError, match="'label'"):
+        plot_bifurcation(tail, hue="label")
+
+
+# --------------------------------------------------------------------------
+# plot_phase_diagram
+# --------------------------------------------------------------------------
+
+
+def _cell_colors(ax):
+    ax.figure.canvas.draw()
+    (mesh,) = _by_gid(ax, "phases")
+    return mesh, np.asarray(mesh.get_facecolors())
+
+
+def test_plot_phase_diagram_grid_colours_and_legend(tmp_path):
+    etas, widths = np.geomspace(0.01, 1.0, 5), np.array([8, 32, 128])
+    E, W = np.meshgrid(etas, widths)
+    labels = np.array(LABELS, dtype=object)[np.arange(E.size) % 5]
+    keep = np.arange(E.size) != 7  # one cell never run
+    runs = {
+        "learning_rate": E.ravel()[keep],
+        "width": W.ravel()[keep],
+        "label": labels[keep],
+    }
+    fig, ax = plt.subplots()
+    assert plot_phase_diagram(runs, y="width", ax=ax) is ax
+    _render(ax, tmp_path, "phase")
+    mesh, colors = _cell_colors(ax)
+    assert mesh.get_array().shape == (3, 5)
+    expected = np.array([to_rgba(LABEL_COLORS[v]) for v in labels])
+    expected[7] = (0, 0, 0, 0)  # the missing cell is blank
+    assert_allclose(colors, expected, rtol=0, atol=1e-12)
+    # Cells are centred on the scanned values, in log space here.
+    coords = mesh.get_coordinates()
+    centres = np.sqrt(coords[0, 1:, 0] * coords[0, :-1, 0])
+    assert_allclose(centres, etas, rtol=1e-12)
+    assert ax.get_xscale() == "log" and ax.get_yscale() == "log"
+    texts, handles = _legend(ax)
+    assert texts == list(LABELS)
+    assert [_handle_color(h) for h in handles] == [
+        to_rgba(LABEL_COLORS[t]) for t in texts
+    ]
+    assert ax.get_xlabel() == r"learning rate $\eta$" and ax.get_ylabel() == "width"
+
+
+def test_plot_phase_diagram_strip_of_a_1d_scan(uv_scan, tmp_path):
+    results = uv_scan["results"]
+    fig, ax = plt.subplots(figsize=(6, 1.5))
+    plot_phase_diagram(results, normalize="critical", ax=ax)
+    _render(ax, tmp_path, "phase_strip")
+    mesh, colors = _cell_colors(ax)
+    assert mesh.get_array().shape == (1, len(results["learning_rate"]))
+    expected = [to_rgba(LABEL_COLORS[v]) for v in results["label"]]
+    assert_allclose(colors, expected, rtol=0, atol=1e-12)
+    assert list(ax.get_yticks()) == []
+    # Linear spacing in eta / eta_c: linear axis, cells centred on the values.
+    assert ax.get_xscale() == "linear"
+    edges = mesh.get_coordinates()[0, :, 0]
+    assert_allclose(
+        0.5 * (edges[1:] + edges[:-1]),
+        results["learning_rate"] / uv_scan["eta_c"],
+        rtol=1e-12,
+    )
+
+
+def test_plot_phase_diagram_palette_and_bad_input():
+    runs = pd.DataFrame({"learning_rate": [0.1, 0.2], "label": ["eos", "weird"]})
+    with pytest.raises(ValueError, match="'weird'"):
+        plot_phase_diagram(runs)
+    fig, ax = plt.subplots()
+    plot_phase_diagram(runs, palette={"weird": "black"}, ax=ax)
+    texts, handles = _legend(ax)
+    assert texts == ["eos", "weird"]
+    assert _handle_color(handles[1]) == to_rgba("black")
+    with pytest.raises(ValueError, match="'width'"):
+        plot_phase_diagram(runs, y="width")
+    # A run without a finite coordinate gets no cell; none at all is an error.
+    runs["critical_learning_rate"] = [np.nan, 0.1]
+    fig, ax = plt.subplots()
+    plot_phase_diagram(runs, normalize="critical", palette={"weird": "k"}, ax=ax)
+    assert _by_gid(ax, "phases")[0].get_array().shape == (1, 1)
+    runs["critical_learning_rate"] = np.nan
+    with pytest.raises(ValueError, match="positive 'critical_learning_rate'"):
+        plot_phase_diagram(runs, normalize="critical", palette={"weird": "k"})
+    with pytest.raises(ValueError, match="share a grid cell"):
+        plot_phase_diagram(pd.concat([runs, runs]), palette={"weird": "k"})
+    with pytest.raises(ValueError, match="normalize"):
+        plot_phase_diagram(runs, normalize="c", palette={"weird": "k"})
+
+
+def test_results_dicts_scalars_nested_tables_and_lengths():
+    runs = {
+        "learning_rate": np.array([0.5, 1.0]),
+        "lyapunov": np.array([-0.2, 0.1]),
+        "label": np.array(["converge", "chaotic"], dtype=object),
+        "critical_learning_rate": 0.5,  # a scalar is broadcast
+        "tail": {"step": [1, 2, 3]},  # a nested table is not a column
+        "traces": np.zeros((2, 3)),  # nor a 2-D array
+    }
+    fig, ax = plt.subplots()
+    plot_lyapunov(runs, normalize="critical", ax=ax)
+    assert_allclose(ax.collections[0].get_offsets()[:, 0], [1.0, 2.0])
+    runs["lyapunov"] = np.array([0.1])
+    with pytest.raises(ValueError, match="equal lengths"):
+        plot_lyapunov(runs)
+
+
+# --------------------------------------------------------------------------
+# plot_lyapunov
+# --------------------------------------------------------------------------
+
+
+def test_plot_lyapunov_points_zero_line_and_colours(uv_scan, tmp_path):
+    results = uv_scan["results"]
+    fig, ax = plt.subplots()
+    assert plot_lyapunov(results, ax=ax) is ax
+    _render(ax, tmp_path, "lyapunov")
+    finite = np.isfinite(results["lyapunov"])
+    (points,) = _by_gid(ax, "points")
+    offsets = points.get_offsets()
+    assert len(offsets) == finite.sum()
+    assert_allclose(offsets[:, 1], results["lyapunov"][finite], rtol=0)
+    expected = [to_rgba(LABEL_COLORS[v]) for v in results["label"][finite]]
+    assert_allclose(points.get_facecolors(), expected, rtol=0, atol=1e-12)
+    (zero,) = _by_gid(ax, "zero")
+    assert_array_equal(zero.get_ydata(), [0.0, 0.0])
+    texts, handles = _legend(ax)
+    assert texts == ["converge", "eos", "periodic", "chaotic"]  # diverge: no point
+    assert [_handle_color(h) for h in handles] == [
+        to_rgba(LABEL_COLORS[t]) for t in texts
+    ]
+    assert ax.get_ylabel() == "largest Lyapunov exponent"
+
+    fig, ax = plt.subplots()
+    plot_lyapunov(results, hue=None, normalize="initial_sharpness", ax=ax)
+    lam0 = results["initial_sharpness"][0]
+    assert_allclose(
+        ax.collections[0].get_offsets()[:, 0],
+        results["learning_rate"][finite] * lam0,
+        rtol=1e-15,
+    )
+    assert ax.get_legend() is None
+    assert ax.get_xlabel() == r"$c = \eta\,\lambda_H^{(0)}$"
+    with pytest.raises(ValueError, match="'exponent'"):
+        plot_lyapunov(results, y="exponent")
+
+
+# --------------------------------------------------------------------------
+# plot_uv_vector_field
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["quiver", "stream"])
+def test_uv_vector_field_geometry(kind, tmp_path):
+    kappa, y, eta = 0.5, -1.5, 0.4  # a negative target: signs matter
+    fig, ax = plt.subplots()
+    plot_uv_vector_field(kappa=kappa, y=y, learning_rate=eta, kind=kind, ax=ax)
+    _render(ax, tmp_path, f"field_{kind}")
+    edge = 2.0 / eta
+    # Line of minima split at lambda = 2 / eta: stable below, unstable above.
+    (stable,) = _by_gid(ax, "fixed_points_stable")
+    (unstable,) = _by_gid(ax, "fixed_points_unstable")
+    assert_array_equal(stable.get_xdata(), [0.0, 0.0])
+    assert_array_equal(unstable.get_xdata(), [0.0, 0.0])
+    assert max(stable.get_ydata()) == edge == min(unstable.get_ydata())
+    assert stable.get_linestyle() != unstable.get_linestyle()
+    # The EoS manifold lambda = 2 sqrt(kappa) |delta_f + y|.
+    (manifold,) = _by_gid(ax, "eos_manifold")
+    df = np.asarray(manifold.get_xdata())
+    assert_allclose(
+        manifold.get_ydata(), 2 * np.sqrt(kappa) * np.abs(df + y), rtol=1e-14
+    )
+    # The other nullcline: one step of the exact map leaves lambda unchanged.
+    (null,) = _by_gid(ax, "nullcline")
+    nd, nl = np.asarray(null.get_xdata()), np.asarray(null.get_ydata())
+    on = np.isfinite(nl)
+    assert on.sum() > 50
+    _, new_ntk = uv_step(nd[on], nl[on], eta, kappa, y)
+    assert_allclose(new_ntk, nl[on], rtol=1e-12, atol=1e-12)
+    ylo, yhi = ax.get_ylim()
+    assert ylo == 0.0 and yhi > edge
+    assert ax.get_xlim()[0] < min(0.0, -y) and ax.get_xlim()[1] > max(0.0, -y)
+    assert ax.get_xlabel() == r"residual $\Delta f = f - y$"
+    assert len(fig.axes) == 2  # the colour bar
+
+
+def test_uv_vector_field_arrows_follow_the_map(tmp_path):
+    kappa, y, eta = 1.0, 1.0, 0.8
+    fig, ax = plt.subplots()
+    plot_uv_vector_field(
+        kappa=kappa, y=y, learning_rate=eta, n_grid=11, colorbar=False, ax=ax
+    )
+    (field,) = _by_gid(ax, "field")
+    xy = np.asarray(field.get_offsets())
+    # Arrows only on reachable states, lambda >= 2 sqrt(kappa) |f|.
+    assert np.all(xy[:, 1] >= 2 * np.sqrt(kappa) * np.abs(xy[:, 0] + y))
+    assert 20 < len(xy) < 121
+    new_df, new_ntk = uv_step(xy[:, 0], xy[:, 1], eta, kappa, y)
+    d = np.column_stack([new_df - xy[:, 0], new_ntk - xy[:, 1]])
+    a = np.column_stack([field.U, field.V])
+    cos = np.sum(a * d, axis=1) / (
+        np.linalg.norm(a, axis=1) * np.linalg.norm(d, axis=1)
+    )
+    assert_allclose(cos, 1.0, rtol=0, atol=1e-12)
+    # Equal lengths on screen: each arrow spans the same fraction of the view.
+    (x0, x1), (y0, y1) = ax.get_xlim(), ax.get_ylim()
+    frac = np.hypot(field.U / (x1 - x0), field.V / (y1 - y0))
+    assert_allclose(frac, 0.06, rtol=1e-12)
+    assert len(fig.axes) == 1
+    _render(ax, tmp_path, "field_arrows")
+
+
+def test_uv_vector_field_trajectory_from_a_fit_and_from_arrays(tmp_path):
+    X, y = _one_example()
+    uv = UVRegressor(8, max_iter=200, init_scale=0.2, random_state=0)
+    kappa = uv._function_space_init(X, y)["kappa"]
+    uv.set_params(learning_rate=1.1 / np.sqrt(kappa))  # eta = 1.1 eta_c: EoS
+    uv.fit(X, y)
+    fig, ax = plt.subplots()
+    plot_uv_vector_field(
+        kappa=uv.kappa_, y=1.0, learning_rate=uv.learning_rate, trajectory=uv, ax=ax
+    )
+    _render(ax, tmp_path, "field_trajectory")
+    (traj,) = _by_gid(ax, "trajectory")
+    assert_allclose(traj.get_xdata(), uv.residual_trace_, rtol=0)
+    assert_allclose(traj.get_ydata(), uv.ntk_trace_, rtol=0)
+    (start,) = _by_gid(ax, "start")
+    assert_allclose(start.get_xydata(), [[uv.residual_trace_[0], uv.ntk_trace_[0]]])
+    # The view contains the whole run.
+    assert ax.get_ylim()[1] >= uv.ntk_trace_.max()
+    assert ax.get_xlim()[0] <= uv.residual_trace_.min()
+    texts, _ = _legend(ax)
+    assert "trajectory" in texts and len(texts) == 7
+
+    states = np.column_stack([uv.residual_trace_, uv.ntk_trace_])
+    for trajectory in (
+        states,
+        states.T,
+        {"delta_f": states[:, 0], "ntk": states[:, 1]},
+    ):
+        fig, ax = plt.subplots()
+        plot_uv_vector_field(
+            kappa=uv.kappa_,
+            y=1.0,
+            learning_rate=uv.learning_rate,
+            trajectory=trajectory,
+            colorbar=False,
+            ax=ax,
+        )
+        (traj,) = _by_gid(ax, "trajectory")
+        assert_allclose(traj.get_xydata(), states, rtol=0)
+
+
+def test_uv_vector_field_bad_input():
+    X, y = _one_example()
+    uv = UVRegressor(8, learning_rate=0.5, max_iter=5, random_state=0).fit(X, y)
+    common = {"y": 1.0, "learning_rate": 0.5}
+    with pytest.raises(ValueError, match="kappa=2.*kappa="):
+        plot_uv_vector_field(kappa=2.0, trajectory=uv, **common)
+    with pytest.raises(ValueError, match="learning_rate"):
+        plot_uv_vector_field(kappa=uv.kappa_, y=1.0, learning_rate=0.6, trajectory=uv)
+    with pytest.raises(ValueError, match="kappa must be a positive"):
+        plot_uv_vector_field(kappa=-1.0, **common)
+    with pytest.raises(ValueError, match="kind"):
+        plot_uv_vector_field(kappa=1.0, kind="arrows", **common)
+    with pytest.raises(ValueError, match="'ntk'"):
+        plot_uv_vector_field(kappa=1.0, trajectory={"delta_f": [0.1]}, **common)
+    with pytest.raises(ValueError, match="shape"):
+        plot_uv_vector_field(kappa=1.0, trajectory=np.zeros((3, 3)), **common)
+    with pytest.raises(ValueError, match="increasing"):
+        plot_uv_vector_field(kappa=1.0, delta_f_lim=(1.0, -1.0), **common)
+    with pytest.raises(NotFittedError):
+        plot_uv_vector_field(kappa=1.0, trajectory=UVRegressor(), **common)
+
+
+def test_plot_sharpness_of_a_fitted_mlp(tmp_path):
+    mlp_module = pytest.importorskip("sharpsk._mlp")
+    from sharpsk.datasets import load_digits_onehot
+
+    X, Y = load_digits_onehot(n_samples=100, random_state=0)
+    mlp = mlp_module.MLPRegressor(
+        (16,),
+        learning_rate=1.5,
+        lr_units="initial_sharpness",
+        max_iter=20,
+        sharpness_every=5,
+        random_state=0,
+    ).fit(X, Y)
+    fig, ax = plt.subplots(layout="constrained")
+    plot_sharpness(mlp, ax=ax)
+    _render(ax, tmp_path, "sharpness_mlp_real")
+    (edge,) = _by_gid(ax, "edge")
+    assert_allclose(edge.get_ydata()[0], 2.0 / mlp.learning_rate_, rtol=1e-15)
+    (sharp,) = _by_gid(ax, "sharpness")
+    assert_array_equal(sharp.get_xdata(), mlp.steps_)
+    (loss_ax,) = [a for a in fig.axes if a.get_label() == "loss"]
+    (loss,) = _by_gid(loss_ax, "loss")
+    assert_array_equal(loss.get_xdata(), np.arange(mlp.n_iter_ + 1))
+
+
+# --------------------------------------------------------------------------
+# A real LearningRateScan: its results_ and trace_tails_ plot as they are
+# --------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def scan():
+    from sharpsk import LearningRateScan
+
+    X, y = _one_example()
+    uv = UVRegressor(width=1, max_iter=1000, random_state=3)
+    rates = np.linspace(0.5, 2.0, 16)
+    return LearningRateScan(uv, learning_rates=rates, progress=False).fit(X, y)
+
+
+def test_scan_bifurcation_with_results_joined(scan, tmp_path):
+    eta_c = scan.results_["critical_learning_rate"][0]
+    tails = scan.trace_tails_
+    fig, ax = plt.subplots()
+    plot_bifurcation(scan, normalize="critical", hue="label", ax=ax)
+    _render(ax, tmp_path, "scan_bifurcation")
+    (points,) = _by_gid(ax, "points")
+    offsets = points.get_offsets()
+    assert len(offsets) == len(tails["run"])
+    assert_allclose(offsets[:, 0], tails["learning_rate"] / eta_c, rtol=1e-15)
+    assert_allclose(offsets[:, 1], tails["eta_sharpness"], rtol=1e-15)
+    run_labels = scan.results_["label"][tails["run"]]
+    expected = [to_rgba(LABEL_COLORS[v]) for v in run_labels]
+    assert_allclose(points.get_facecolors(), expected, rtol=0, atol=1e-12)
+    # The same from saved tables: the tail alone lacks eta_c, results add it.
+    saved_tails = pd.DataFrame(tails)
+    with pytest.raises(ValueError, match="'critical_learning_rate'"):
+        plot_bifurcation(saved_tails, normalize="critical")
+    fig, ax = plt.subplots()
+    plot_bifurcation(
+        saved_tails, results=pd.DataFrame(scan.results_), normalize="critical", ax=ax
+    )
+    assert_allclose(ax.collections[0].get_offsets(), offsets, rtol=0)
+    # The tail's own eta * lambda_H column plots the same points unscaled.
+    fig, ax = plt.subplots()
+    plot_bifurcation(tails, y="eta_sharpness", scaled=False, show_edge=False, ax=ax)
+    assert_allclose(ax.collections[0].get_offsets()[:, 1], offsets[:, 1], rtol=0)
+
+
+def test_scan_phase_strip_lyapunov_and_results_dict(scan, tmp_path):
+    fig, axes = plt.subplots(2, 1, figsize=(6, 5), layout="constrained")
+    plot_phase_diagram(scan, normalize="initial_sharpness", ax=axes[0])
+    plot_lyapunov(scan.results_, ax=axes[1])
+    _render(axes[0], tmp_path, "scan_strip_lyapunov")
+    mesh, colors = _cell_colors(axes[0])
+    expected = [to_rgba(LABEL_COLORS[v]) for v in scan.results_["label"]]
+    assert_allclose(colors, expected, rtol=0, atol=1e-12)
+    edges = mesh.get_coordinates()[0, :, 0]
+    assert_allclose(0.5 * (edges[1:] + edges[:-1]), scan.results_["c"], rtol=1e-12)
+    finite = np.isfinite(scan.results_["lyapunov"])
+    assert len(axes[1].collections[0].get_offsets()) == finite.sum()
+
+
+def test_scan_2d_phase_diagram_numeric_and_categorical(tmp_path):
+    from sharpsk import LearningRateScan
+
+    X, y = _one_example()
+    rates = np.linspace(0.5, 2.0, 6)
+    uv = UVRegressor(width=1, max_iter=300, random_state=3)
+    scan = LearningRateScan(
+        uv, learning_rates=rates, param_name="init_scale", param_values=[0.5, 1, 2]
+    )
+    scan.set_params(progress=False).fit(X, y)
+    fig, ax = plt.subplots()
+    plot_phase_diagram(scan, ax=ax)  # y defaults to the scan's param_ column
+    _render(ax, tmp_path, "scan_phase_numeric")
+    mesh, colors = _cell_colors(ax)
+    assert mesh.get_array().shape == (3, 6)
+    expected = [to_rgba(LABEL_COLORS[v]) for v in scan.labels_.ravel()]
+    assert_allclose(colors, expected, rtol=0, atol=1e-12)
+    assert ax.get_ylabel() == "init_scale"
+
+    uv = UVRegressor(width=4, max_iter=100, random_state=3)
+    scan = LearningRateScan(
+        uv,
+        learning_rates=rates,
+        param_name="parameterization",
+        param_values=["ntk", "sp", "mup"],
+        progress=False,
+    ).fit(X, y)
+    fig, ax = plt.subplots()
+    plot_phase_diagram(scan.results_, y="param_parameterization", ax=ax)
+    _render(ax, tmp_path, "scan_phase_categorical")
+    mesh, colors = _cell_colors(ax)
+    assert mesh.get_array().shape == (3, 6)
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["ntk", "sp", "mup"]
+    assert_allclose(ax.get_yticks(), [0, 1, 2])
+    expected = [to_rgba(LABEL_COLORS[v]) for v in scan.labels_.ravel()]
+    assert_allclose(colors, expected, rtol=0, atol=1e-12)
+    assert ax.get_ylabel() == "parameterization"
