@@ -9,13 +9,31 @@ sharpening, the edge of stability and the period-doubling route to chaos
 """
 
 from ._base import DivergenceWarning
+from ._dynamics import (
+    classify_run,
+    detect_period,
+    lyapunov_from_growth,
+    series_lyapunov,
+    tangent_lyapunov,
+    uv_critical_learning_rate,
+    uv_lyapunov,
+)
 from ._mlp import MLPRegressor
 from ._parameterization import ParameterizationTransformer, parameterization_table
+from ._scan import LearningRateScan
 from ._uv import UVRegressor
 from ._version import __version__
 
 __all__ = [
     "DivergenceWarning",
+    "LearningRateScan",
+    "classify_run",
+    "detect_period",
+    "lyapunov_from_growth",
+    "series_lyapunov",
+    "tangent_lyapunov",
+    "uv_critical_learning_rate",
+    "uv_lyapunov",
     "MLPRegressor",
     "UVRegressor",
     "ParameterizationTransformer",
