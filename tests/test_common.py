@@ -6,12 +6,32 @@ from sklearn.utils.estimator_checks import (
     parametrize_with_checks,
 )
 
-from sharpsk import ParameterizationTransformer, UVRegressor
+from sharpsk import (
+    LearningRateScan,
+    MLPRegressor,
+    ParameterizationTransformer,
+    UVRegressor,
+)
 
 # Small, fast settings: the checks fit each estimator dozens of times.
 ESTIMATORS = [
     UVRegressor(width=8, max_iter=100, learning_rate=0.1, random_state=0),
+    MLPRegressor(
+        (8,),
+        learning_rate=1.0,
+        lr_units="initial_sharpness",
+        max_iter=60,
+        sharpness_every=30,
+        random_state=0,
+    ),
     ParameterizationTransformer(),
+    ParameterizationTransformer("sp"),
+    ParameterizationTransformer("mup", base_width=16),
+    LearningRateScan(
+        UVRegressor(width=4, max_iter=30, random_state=0),
+        learning_rates=[0.01, 0.05],
+        progress=False,
+    ),
 ]
 
 # Every expected failure needs a reason; aim for none.

@@ -12,10 +12,6 @@ from autograd.test_util import check_grads
 from numpy.testing import assert_allclose, assert_array_equal
 from sklearn.base import clone
 from sklearn.utils._param_validation import InvalidParameterError
-from sklearn.utils.estimator_checks import (
-    check_param_validation,
-    parametrize_with_checks,
-)
 
 from sharpsk import (
     DivergenceWarning,
@@ -561,25 +557,3 @@ def test_bad_data_errors():
     est.fit(np.ones((3, 2)), np.ones(3))
     with pytest.raises(ValueError, match="features"):
         est.predict(np.ones((2, 5)))
-
-
-# --------------------------------------------------------------------------
-# scikit-learn compliance (the lead gathers these into test_common.py)
-# --------------------------------------------------------------------------
-FAST = MLPRegressor(
-    (8,),
-    learning_rate=1.0,
-    lr_units="initial_sharpness",
-    max_iter=60,
-    sharpness_every=30,
-    random_state=0,
-)
-
-
-@parametrize_with_checks([FAST])
-def test_sklearn_compatible_estimator(estimator, check):
-    check(estimator)
-
-
-def test_param_validation():
-    check_param_validation("MLPRegressor", FAST)

@@ -12,10 +12,6 @@ from sklearn.exceptions import NotFittedError
 from sklearn.linear_model import Ridge
 from sklearn.pipeline import make_pipeline
 from sklearn.utils._param_validation import InvalidParameterError
-from sklearn.utils.estimator_checks import (
-    check_param_validation,
-    parametrize_with_checks,
-)
 
 from sharpsk import ParameterizationTransformer
 from sharpsk._parameterization import (
@@ -506,21 +502,3 @@ def test_resolve_parameterization():
             resolve_parameterization(bad)
     with pytest.raises(ValueError, match="base_width"):
         resolve_parameterization(ParameterizationTransformer("ntk", base_width=0))
-
-
-# --------------------------------------------------------------------------
-# scikit-learn conformance
-# --------------------------------------------------------------------------
-@parametrize_with_checks(
-    [
-        ParameterizationTransformer(),
-        ParameterizationTransformer("sp"),
-        ParameterizationTransformer("mup", base_width=16),
-    ]
-)
-def test_sklearn_compatible(estimator, check):
-    check(estimator)
-
-
-def test_check_param_validation():
-    check_param_validation("ParameterizationTransformer", ParameterizationTransformer())

@@ -1,0 +1,419 @@
+"""The ``sharpsk`` command: a demo of the route to chaos and learning-rate scans.
+
+``sharpsk demo`` runs the main job on built-in data (the single-example UV
+model, nothing to download); ``sharpsk scan`` scans the learning rate of a UV
+or MLP model from the command line.  Bad arguments give a one-line error and
+exit status 2; failures while running give a one-line error and status 1.
+"""
+
+import argparse
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from ._version import __version__
+
+#: The demo problem: one example with |x| = 1, y = 1, a wide UV model at small
+#: initialization, so that every phase of the route to chaos is reachable
+#: before the attractor is destroyed (eta_c = sqrt(width) / (|x| |y|)).
+DEMO = {
+    "width": 512,
+    "init_scale": 0.1,
+    "n_features": 4,
+    "ratio_min": 0.5,
+    "ratio_max": 2.0,
+    "n_rates": 600,
+    "steps": 4000,
+}
+LABELS = ("converge", "eos", "periodic", "chaotic", "diverge")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports bad arguments on one line, without usage text."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+class _Fail(Exception):
+    """A user-facing failure, reported on one line."""
+
+
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
+    return value
+
+
+def _positive_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not np.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be a positive number")
+    return value
+
+
+def _int_tuple(text):
+    try:
+        values = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a comma-separated list of integers"
+        ) from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} needs positive layer sizes")
+    return values
+
+
+def _values(text):
+    """Comma-separated parameter values: ints, floats or strings."""
+    out = []
+    for item in (v.strip() for v in text.split(",") if v.strip()):
+        for cast in (int, float):
+            try:
+                out.append(cast(item))
+                break
+            except ValueError:
+                continue
+        else:
+            out.append(item)
+    if not out:
+        raise argparse.ArgumentTypeError(f"{text!r} holds no values")
+    return out
+
+
+def build_parser():
+    """The argument parser of the ``sharpsk`` command."""
+    parser = _Parser(
+        prog="sharpsk",
+        description="Sharpness dynamics of gradient descent: edge of stability, "
+        "progressive sharpening and the route to chaos.",
+    )
+    parser.add_argument("--version", action="version", version=f"sharpsk {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    demo = sub.add_parser(
+        "demo",
+        help="scan the UV model through the route to chaos (no data needed)",
+        description="Scan the learning rate of the single-example UV model from "
+        "a stable minimum through the edge of stability, period doubling and "
+        "chaos to divergence; write the scan table (CSV) and figures (PNG) to "
+        "--out and print a summary of the labels.",
+    )
+    demo.add_argument("--out", default="sharpsk-demo", help="output directory")
+    demo.add_argument(
+        "--n-rates",
+        type=_positive_int,
+        default=DEMO["n_rates"],
+        help="number of learning rates (default %(default)s)",
+    )
+    demo.add_argument(
+        "--steps",
+        type=_positive_int,
+        default=DEMO["steps"],
+        help="gradient-descent steps per run (default %(default)s)",
+    )
+    demo.add_argument("--no-progress", action="store_true", help="no progress line")
+
+    scan = sub.add_parser(
+        "scan",
+        help="learning-rate scan of a UV or MLP model",
+        description="Fit one run per learning rate, label each run (converge, "
+        "eos, periodic, chaotic, diverge) and write the table as CSV.",
+    )
+    scan.add_argument("--model", choices=("uv", "mlp"), default="uv")
+    scan.add_argument(
+        "--data",
+        choices=("example", "digits", "teacher"),
+        default=None,
+        help="training data: the single UV example (default for uv), a digits "
+        "subset with one-hot targets (default for mlp) or teacher-student data",
+    )
+    scan.add_argument("--n-samples", type=_positive_int, default=200)
+    scan.add_argument("--width", type=_positive_int, default=512, help="UV width")
+    scan.add_argument(
+        "--hidden",
+        type=_int_tuple,
+        default=(32,),
+        help="MLP hidden layer sizes, comma separated (default 32)",
+    )
+    scan.add_argument(
+        "--activation", choices=("tanh", "relu", "identity"), default="tanh"
+    )
+    scan.add_argument("--parameterization", choices=("sp", "ntk", "mup"), default=None)
+    scan.add_argument(
+        "--init-scale",
+        type=_positive_float,
+        default=None,
+        help=f"init scale (default {DEMO['init_scale']} for uv, 1 for mlp)",
+    )
+    scan.add_argument("--lr-min", type=_positive_float, required=True)
+    scan.add_argument("--lr-max", type=_positive_float, required=True)
+    scan.add_argument("--n-rates", type=_positive_int, default=50)
+    scan.add_argument("--log", action="store_true", help="log-spaced rates")
+    scan.add_argument(
+        "--units",
+        choices=("absolute", "initial_sharpness", "critical"),
+        default="absolute",
+        help="learning rates as eta, as c = eta * lambda_H0, or as eta / eta_c "
+        "(UV on one example)",
+    )
+    scan.add_argument("--steps", type=_positive_int, default=1000)
+    scan.add_argument(
+        "--param-name", default=None, help="second scanned estimator parameter"
+    )
+    scan.add_argument(
+        "--param-values", type=_values, default=None, help="its values, comma separated"
+    )
+    scan.add_argument("--n-jobs", type=int, default=1)
+    scan.add_argument("--cache", default=None, help="directory caching finished runs")
+    scan.add_argument("--random-state", type=int, default=0)
+    scan.add_argument("--out", default="scan.csv", help="CSV file to write")
+    scan.add_argument("--plot", default=None, help="PNG: phase or bifurcation plot")
+    scan.add_argument("--no-progress", action="store_true", help="no progress line")
+    return parser
+
+
+def _uv_problem(n_features, width, init_scale, random_state=0, **params):
+    from ._uv import UVRegressor
+
+    X = np.full((1, n_features), 1.0 / np.sqrt(n_features))
+    y = np.array([1.0])
+    est = UVRegressor(width, init_scale=init_scale, random_state=random_state, **params)
+    return est, X, y
+
+
+def _critical_learning_rate(est, X, y):
+    from sklearn.base import clone
+
+    fitted = clone(est).set_params(max_iter=0).fit(X, y)
+    eta_c = getattr(fitted, "critical_learning_rate_", np.nan)
+    if not np.isfinite(eta_c):
+        raise _Fail("--units critical needs the UV model on one example")
+    return eta_c
+
+
+def _summary(frame, x):
+    """Contiguous runs of one label along ``x``, as printable lines."""
+    lines = [f"{'label':<10} {'from':>10} {'to':>10} {'runs':>6}"]
+    labels, xs = frame["label"].to_numpy(), frame[x].to_numpy()
+    start = 0
+    for i in range(1, len(labels) + 1):
+        if i == len(labels) or labels[i] != labels[start]:
+            lines.append(
+                f"{labels[start]:<10} {xs[start]:>10.4g} {xs[i - 1]:>10.4g} "
+                f"{i - start:>6}"
+            )
+            start = i
+    counts = ", ".join(f"{k}: {int((labels == k).sum())}" for k in LABELS)
+    return "\n".join(lines + [f"total {len(labels)} runs ({counts})"])
+
+
+def run_demo(args):
+    """``sharpsk demo``: the route to chaos of the single-example UV model."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    from . import plotting
+    from ._scan import LearningRateScan
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    est, X, y = _uv_problem(
+        DEMO["n_features"], DEMO["width"], DEMO["init_scale"], max_iter=args.steps
+    )
+    eta_c = _critical_learning_rate(est, X, y)
+    ratios = np.linspace(DEMO["ratio_min"], DEMO["ratio_max"], args.n_rates)
+    scan = LearningRateScan(
+        est, learning_rates=ratios * eta_c, progress=not args.no_progress
+    ).fit(X, y)
+    frame = pd.DataFrame(scan.results_)
+    frame.insert(1, "eta_over_eta_c", frame["learning_rate"] / eta_c)
+    frame.to_csv(out / "scan.csv", index=False)
+    tails = pd.DataFrame(scan.trace_tails_)
+    tails.to_csv(out / "trace_tails.csv", index=False)
+
+    fig, axes = plt.subplots(3, 1, figsize=(8, 10), sharex=True)
+    plotting.plot_bifurcation(tails, results=frame, normalize="critical", ax=axes[0])
+    plotting.plot_lyapunov(frame, normalize="critical", ax=axes[1])
+    plotting.plot_phase_diagram(frame, normalize="critical", ax=axes[2])
+    fig.suptitle(f"UV model, width {DEMO['width']}: the route to chaos")
+    fig.tight_layout()
+    fig.savefig(out / "route_to_chaos.png", dpi=120)
+    plt.close(fig)
+
+    # One run per regime: the sharpness trace of each.
+    fig, axes = plt.subplots(2, 2, figsize=(11, 7))
+    for ax, ratio in zip(axes.flat, (0.9, 1.1, 1.25, 1.5), strict=True):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            run = est.set_params(learning_rate=ratio * eta_c, max_iter=60).fit(X, y)
+        plotting.plot_sharpness(run, ax=ax)
+        ax.set_title(f"eta / eta_c = {ratio}")
+    fig.tight_layout()
+    fig.savefig(out / "sharpness_traces.png", dpi=120)
+    plt.close(fig)
+
+    elapsed = time.perf_counter() - t0
+    print(
+        f"sharpsk demo: UV model (width {DEMO['width']}, one example), "
+        f"{args.n_rates} learning rates x {args.steps} steps, eta_c = {eta_c:.4g}, "
+        f"{elapsed:.1f} s"
+    )
+    print(_summary(frame, "eta_over_eta_c").replace("from", "eta/eta_c"))
+    print(
+        f"wrote {out / 'scan.csv'}, {out / 'trace_tails.csv'}, "
+        f"{out / 'route_to_chaos.png'}, {out / 'sharpness_traces.png'}"
+    )
+    return 0
+
+
+def _scan_problem(args):
+    """Estimator and data for ``sharpsk scan``."""
+    if args.model == "uv":
+        data = args.data or "example"
+        params = {
+            "parameterization": args.parameterization or "ntk",
+            "max_iter": args.steps,
+        }
+        # Small initialization: the UV model reaches its EoS manifold (see demo).
+        init = DEMO["init_scale"] if args.init_scale is None else args.init_scale
+        if data == "example":
+            return _uv_problem(DEMO["n_features"], args.width, init, **params)
+        from ._uv import UVRegressor
+
+        est = UVRegressor(
+            args.width, init_scale=init, random_state=args.random_state, **params
+        )
+    else:
+        from ._mlp import MLPRegressor
+
+        data = args.data or "digits"
+        est = MLPRegressor(
+            hidden_layer_sizes=args.hidden,
+            activation=args.activation,
+            parameterization=args.parameterization or "sp",
+            init_scale=1.0 if args.init_scale is None else args.init_scale,
+            max_iter=args.steps,
+            random_state=args.random_state,
+        )
+        if data == "example":
+            raise _Fail("--data example is the UV problem; use digits or teacher")
+    from . import datasets
+
+    if data == "digits":
+        X, y = datasets.load_digits_onehot(
+            n_samples=args.n_samples, random_state=args.random_state
+        )
+    else:
+        X, y = datasets.make_teacher_student(
+            n_samples=args.n_samples, random_state=args.random_state
+        )
+    if args.model == "uv" and np.ndim(y) > 1:
+        y = y[:, 0]
+    return est, X, y
+
+
+def run_scan(args):
+    """``sharpsk scan``: a learning-rate scan written to CSV."""
+    import pandas as pd
+
+    from ._scan import LearningRateScan
+
+    if args.lr_max < args.lr_min:
+        raise _Fail("--lr-max must not be smaller than --lr-min")
+    if (args.param_name is None) != (args.param_values is None):
+        raise _Fail("--param-name and --param-values go together")
+    est, X, y = _scan_problem(args)
+    space = np.geomspace if args.log else np.linspace
+    rates = space(args.lr_min, args.lr_max, args.n_rates)
+    normalize = False
+    if args.units == "critical":
+        rates = rates * _critical_learning_rate(est, X, y)
+    elif args.units == "initial_sharpness":
+        normalize = "initial_sharpness"
+    t0 = time.perf_counter()
+    scan = LearningRateScan(
+        est,
+        learning_rates=rates,
+        normalize=normalize,
+        param_name=args.param_name,
+        param_values=args.param_values,
+        n_jobs=args.n_jobs,
+        memory=args.cache,
+        progress=not args.no_progress,
+    ).fit(X, y)
+    frame = pd.DataFrame(scan.results_)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(out, index=False)
+    x = "c" if normalize else "learning_rate"
+    if args.param_name is None:
+        print(_summary(frame, x))
+    else:
+        print(pd.crosstab(frame[f"param_{args.param_name}"], frame["label"]))
+    print(
+        f"{len(frame)} runs in {time.perf_counter() - t0:.1f} s "
+        f"({scan.engine_} engine, {scan.n_cached_} cached); wrote {out}"
+    )
+    if args.plot:
+        _scan_plot(scan, frame, args)
+        print(f"wrote {args.plot}")
+    return 0
+
+
+def _scan_plot(scan, frame, args):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from . import plotting
+
+    normalize = "initial_sharpness" if args.units == "initial_sharpness" else None
+    fig, ax = plt.subplots(figsize=(8, 5))
+    if args.param_name is not None:
+        plotting.plot_phase_diagram(
+            frame, y=f"param_{args.param_name}", normalize=normalize, ax=ax
+        )
+    else:
+        plotting.plot_bifurcation(scan, normalize=normalize, ax=ax)
+    fig.tight_layout()
+    Path(args.plot).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(args.plot, dpi=120)
+    plt.close(fig)
+
+
+def main(argv=None):
+    """Entry point of the ``sharpsk`` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        return (run_demo if args.command == "demo" else run_scan)(args)
+    except KeyboardInterrupt:
+        print("sharpsk: interrupted", file=sys.stderr)
+        return 130
+    except (_Fail, ValueError, TypeError, OSError) as exc:
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
+        print(f"sharpsk {args.command}: error: {message}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
