@@ -413,7 +413,10 @@ class LearningRateScan(MetaEstimatorMixin, BaseEstimator):
     normalize : False or "initial_sharpness", default=False
         With ``"initial_sharpness"`` (or ``True``), ``learning_rates`` are
         ``c = eta * lambda_H0`` and each run uses ``eta = c / lambda_H0``
-        with ``lambda_H0`` the initial sharpness of its initialization.
+        with ``lambda_H0`` the initial sharpness of its initialization.  An
+        estimator with ``lr_units="initial_sharpness"`` (see
+        :class:`~sharpsk.MLPRegressor`) is scanned the same way; its runs get
+        ``eta`` with ``lr_units="absolute"``.
     param_name : str, default=None
         A second estimator parameter to scan (``"width"``, ``"init_scale"``,
         ``"parameterization"``, ...) for phase diagrams.
@@ -638,6 +641,9 @@ class LearningRateScan(MetaEstimatorMixin, BaseEstimator):
     def _configure(self, value, seed):
         """The estimator with the second-axis value and the seed set."""
         est = clone(self.estimator)
+        if "lr_units" in est.get_params():
+            # The scan owns the units (normalize); its runs get eta itself.
+            est.set_params(lr_units="absolute")
         if self.param_name is not None:
             est.set_params(**{self.param_name: value})
         if seed is not None:
@@ -734,7 +740,8 @@ class LearningRateScan(MetaEstimatorMixin, BaseEstimator):
         run_val = np.repeat(np.arange(n_val), n_lr)
         lam0, eta_c = self._initial_sharpness(X, y, values, seeds, run_val)
         grid = np.tile(lrs, n_val)
-        if self.normalize:
+        estimator_units = self.estimator.get_params().get("lr_units", "absolute")
+        if self.normalize or estimator_units == "initial_sharpness":
             c = grid
             with np.errstate(divide="ignore"):
                 eta = grid / lam0

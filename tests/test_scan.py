@@ -474,3 +474,27 @@ def test_sklearn_conventions():
     # The period-2 orbit shows two sharpness values in the bifurcation table.
     eos = tails[tails["run"] == 1]["sharpness"].round(10).unique()
     assert eos.size == 2
+
+
+def test_estimator_lr_units_mean_normalized_scan():
+    """MLPRegressor(lr_units="initial_sharpness") scans c, like normalize=True."""
+    from sharpsk import MLPRegressor
+    from sharpsk.datasets import load_digits_onehot
+
+    X, y = load_digits_onehot(n_samples=40, random_state=0)
+    mlp = MLPRegressor((6,), max_iter=15, sharpness_every=5, random_state=0)
+    by_scan = LearningRateScan(
+        mlp, learning_rates=[0.5, 1.5], normalize=True, progress=False
+    ).fit(X, y)
+    by_units = LearningRateScan(
+        clone(mlp).set_params(lr_units="initial_sharpness"),
+        learning_rates=[0.5, 1.5],
+        progress=False,
+    ).fit(X, y)
+    for key in ("learning_rate", "c", "final_loss", "eta_sharpness_mean"):
+        np.testing.assert_array_equal(by_units.results_[key], by_scan.results_[key])
+    np.testing.assert_allclose(
+        by_scan.results_["learning_rate"] * by_scan.results_["initial_sharpness"],
+        [0.5, 1.5],
+        rtol=1e-12,
+    )
