@@ -140,7 +140,7 @@ sphinx_gallery_conf = {
     "gallery_dirs": "auto_examples",
     "filename_pattern": r"/plot_",  # execute every plot_*.py
     "ignore_pattern": r"__init__\.py|/_",
-    "within_subsection_order": "FileNameSortKey",
+    "within_subsection_order": "gallery_order.story_order",
     "doc_module": ("sharpsk",),
     "backreferences_dir": "gen_modules/backreferences",
     "remove_config_comments": True,
