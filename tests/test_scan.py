@@ -301,12 +301,16 @@ def test_results_do_not_depend_on_n_jobs_or_backend():
     assert_results_equal(ref.trace_tails_, other.trace_tails_)
 
 
-def test_dask_backend_matches_sequential():
+def test_dask_backend_matches_sequential(tmp_path):
+    """The same scan on a local Dask cluster of two worker processes."""
     distributed = pytest.importorskip("distributed")
+    import dask
+
     ref = per_run_scan(n_jobs=1)
     with (
+        dask.config.set({"temporary-directory": str(tmp_path)}),
         distributed.LocalCluster(
-            n_workers=2, processes=False, threads_per_worker=1, dashboard_address=None
+            n_workers=2, processes=True, threads_per_worker=1, dashboard_address=None
         ) as cluster,
         distributed.Client(cluster),
     ):
