@@ -25,7 +25,7 @@ from typing import NamedTuple
 
 import numpy as np
 from autograd.differential_operators import make_hvp
-from scipy.linalg import LinAlgError, eigh_tridiagonal
+from scipy.linalg import LinAlgError
 from scipy.sparse.linalg import (
     ArpackError,
     ArpackNoConvergence,
@@ -37,6 +37,7 @@ from sklearn.utils import check_random_state
 
 __all__ = [
     "EigenResult",
+    "TopEigenTracker",
     "flatten_params",
     "gradient_and_hvp",
     "hessian_dense",
@@ -53,8 +54,19 @@ _DEFAULT_MAX_MATVEC = 200
 # Below this size LOBPCG/ARPACK are not applicable (scipy itself falls back to
 # a dense solver with a warning); we build the matrix from n matvecs instead.
 _SMALL_N = 5
-# Safety factor on the Kato-Temple estimate after two products (see _lanczos).
+# Safety factors on the Kato-Temple estimate after two products (see
+# _lanczos): Krylov basis {q, A q}, and a basis whose second vector is a warm
+# start for the second eigenvector (its Ritz value is then a fair lambda_2).
 _TWO_VECTOR_SAFETY = 10.0
+_TWO_BLOCK_SAFETY = 3.0
+# Smallest basis a random (cold) start may stop at: below it, a start with a
+# small component along the top eigenvector can "converge" to lambda_2 (on a
+# digits MLP at the edge of stability: 46 of 600 cold starts at tol=1e-4 with
+# no minimum, 1 with 20 products, none with 30).
+_COLD_MIN_MATVEC = 30
+# Extra warm-start columns whose part orthogonal to the basis is shorter than
+# this (they are unit vectors) add too little to pay for a product.
+_BLOCK_MIN_NEW = 0.05
 
 
 class EigenResult(NamedTuple):
@@ -348,6 +360,23 @@ def _check_v0(v0, n, random_state):
     return v0 / norm
 
 
+def _check_extra_starts(extra, n):
+    """Unit columns of shape (n, m) (zero columns dropped); None -> (n, 0)."""
+    if extra is None:
+        return np.empty((n, 0))
+    extra = np.asarray(extra, dtype=np.float64)
+    if extra.ndim == 1:
+        extra = extra[:, None]
+    if extra.ndim != 2 or extra.shape[0] != n:
+        raise ValueError(
+            f"extra_starts must have shape ({n}, m) or ({n},), got {extra.shape}."
+        )
+    if not np.all(np.isfinite(extra)):
+        raise ValueError("extra_starts must be finite (it contains NaN or inf).")
+    norms = np.linalg.norm(extra, axis=0)
+    return extra[:, norms > 0] / norms[norms > 0]
+
+
 def _orient(vec, ref):
     """Unit ``vec`` with the sign making ``vec @ ref >= 0``."""
     vec = vec / np.linalg.norm(vec)
@@ -358,62 +387,107 @@ def _nan_result(v0, n_mv):
     return EigenResult(float("nan"), v0.copy(), n_mv, False)
 
 
-def _lanczos(op, q, tol):
-    """Lanczos with full reorthogonalization from unit ``q``; see top_eigenpair."""
-    n = q.size
+class _Ritz(NamedTuple):
+    """Internal result of :func:`_lanczos`: the public one plus the runner-up."""
+
+    result: EigenResult
+    second_value: float
+    second_vector: np.ndarray | None
+
+
+def _orthogonalize(vec, basis):
+    """``vec`` minus its projection on the orthonormal rows of ``basis``.
+
+    Classical Gram-Schmidt applied twice ("twice is enough") keeps the basis
+    orthonormal to working precision, so the Ritz values carry no ghost copies.
+    """
+    vec = vec - basis.T @ (basis @ vec)
+    return vec - basis.T @ (basis @ vec)
+
+
+def _lanczos(op, block, tol, min_matvec=1):
+    """Rayleigh-Ritz on a growing orthonormal basis; see top_eigenpair.
+
+    The basis starts with the first (unit) column of ``block``; after every
+    product that does not meet the test it grows by the next column of
+    ``block`` with a part of norm >= ``_BLOCK_MIN_NEW`` orthogonal to it, or
+    else by the residual of the top Ritz vector.  From a single vector that is
+    Lanczos with full reorthogonalization (the residual spans the next Krylov
+    direction).  The test is not applied before ``min_matvec`` products,
+    except on an invariant subspace (nothing new can be found).
+    """
+    first = block[:, 0]
+    n = first.size
     max_k = min(op.budget - op.count, n)
     if max_k < 1:
-        return _best_seen(op, q)
-    basis = np.empty((min(max_k, 16), n))
-    alpha, beta = [], []
-    q_prev, b_prev = None, 0.0
-    anorm = 0.0
-    theta, ritz = float("nan"), q
+        return _Ritz(_best_seen(op, first), float("nan"), None)
+    pending = [block[:, j] for j in range(1, block.shape[1])]
+    cap = min(max_k, 16)
+    basis, images = np.empty((cap, n)), np.empty((cap, n))
+    gram = np.empty((cap, cap))
+    second_from_block = False
+    q, anorm = first, 0.0
     for k in range(max_k):
-        if k == basis.shape[0]:
-            basis = np.concatenate([basis, np.empty((min(k, max_k - k), n))])
+        if k == cap:
+            cap = min(2 * cap, max_k)
+            basis = np.concatenate([basis, np.empty((cap - k, n))])
+            images = np.concatenate([images, np.empty((cap - k, n))])
+            gram = np.pad(gram, ((0, cap - k), (0, cap - k)))
         basis[k] = q
         w = op(q)
         if not op.finite:
-            return _nan_result(ritz, op.count)
-        a = float(q @ w)
-        w = w - a * q
-        if q_prev is not None:
-            w -= b_prev * q_prev
-        # Full reorthogonalization, classical Gram-Schmidt applied twice
-        # ("twice is enough"), keeps the Ritz values free of ghost copies.
+            return _Ritz(_nan_result(first, op.count), float("nan"), None)
+        images[k] = w
         active = basis[: k + 1]
-        w -= active.T @ (active @ w)
-        w -= active.T @ (active @ w)
-        b = float(np.linalg.norm(w))
-        alpha.append(a)
-        values, vectors = eigh_tridiagonal(np.array(alpha), np.array(beta))
-        theta, s = float(values[-1]), vectors[:, -1]
+        # projected matrix V^T A V, one new row and column per product
+        gram[k, : k + 1] = gram[: k + 1, k] = active @ w
+        values, vectors = np.linalg.eigh(gram[: k + 1, : k + 1])
+        theta, c = float(values[-1]), vectors[:, -1]
         anorm = max(anorm, abs(values[0]), abs(values[-1]))
-        rho = b * abs(s[-1])  # ||A y - theta y|| of the Ritz vector y
+        ritz = c @ active
+        resid = c @ images[: k + 1] - theta * ritz
+        rho = float(np.linalg.norm(resid))  # ||A y - theta y||
         err = rho
         if k > 0 and values[-1] > values[-2]:
             # Kato-Temple: lambda_1 - theta <= rho^2 / (theta - lambda_2), with
-            # the second Ritz value standing in for lambda_2.  From only two
-            # vectors that stand-in is far too low (the estimate is then a
-            # lower bound of the true error, by Cauchy-Schwarz); the factor 10
-            # was tuned on warm-started MLP Hessians (errors <~ tol, mostly).
-            safety = _TWO_VECTOR_SAFETY if k == 1 else 1.0
+            # the second Ritz value standing in for lambda_2.  From two vectors
+            # that stand-in is far too low when the second vector is A q (the
+            # estimate is then a lower bound of the true error, by
+            # Cauchy-Schwarz), less so when it is a warm start for the second
+            # eigenvector; the factors were tuned on MLP Hessians along
+            # gradient descent, edge of stability included.
+            safety = 1.0
+            if k == 1:
+                safety = _TWO_BLOCK_SAFETY if second_from_block else _TWO_VECTOR_SAFETY
             err = min(rho, safety * rho * rho / (values[-1] - values[-2]))
-        breakdown = b <= 16 * _EPS * anorm or b == 0.0
-        done = (
-            breakdown
-            or k + 1 == n
-            or err <= tol * abs(theta)
-            or err <= 16 * _EPS * anorm  # round-off floor (e.g. theta == 0)
-        )
+        floor = 16 * _EPS * anorm  # round-off floor (e.g. theta == 0)
+        # next basis vector: a useful warm-start column, else the residual
+        nxt, from_block = None, False
+        while pending and nxt is None:
+            cand = _orthogonalize(pending.pop(0), active)
+            norm = np.linalg.norm(cand)
+            if norm >= _BLOCK_MIN_NEW:
+                nxt, from_block = cand / norm, True
+        if nxt is None:
+            cand = _orthogonalize(resid, active)
+            norm = np.linalg.norm(cand)
+            if norm > floor and norm > 0:
+                nxt = cand / norm
+        invariant = nxt is None or k + 1 == n
+        converged = err <= tol * abs(theta) or err <= floor
+        done = invariant or (converged and k + 1 >= min_matvec)
         if done or k + 1 == max_k:
-            ritz = _orient(active.T @ s, active[0])
-            return EigenResult(theta, ritz, op.count, bool(done))
-        beta.append(b)
-        q_prev, b_prev = q, b
-        q = w / b
-    return EigenResult(theta, ritz, op.count, False)  # pragma: no cover
+            vec = _orient(ritz, first)
+            second = (
+                (float(values[-2]), _orient(vectors[:, -2] @ active, first))
+                if k > 0
+                else (float("nan"), None)
+            )
+            return _Ritz(EigenResult(theta, vec, op.count, bool(done)), *second)
+        if k == 0:
+            second_from_block = from_block
+        q = nxt
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def _dense(op, n, v0, given):
@@ -500,7 +574,7 @@ def _arpack(op, n, v0, tol):
             return _nan_result(v0, op.count)
         # ARPACK cannot extend a Krylov space that is invariant (e.g. a zero or
         # low-rank operator, error -9999): Lanczos handles that breakdown.
-        return _lanczos(op, v0, tol)
+        return _lanczos(op, v0[:, None], tol).result
     if not op.finite or not np.all(np.isfinite(values)):
         return _nan_result(v0, op.count)
     i = int(np.argmax(values))
@@ -518,6 +592,8 @@ def top_eigenpair(
     max_matvec=None,
     method="lanczos",
     random_state=None,
+    min_matvec=None,
+    extra_starts=None,
 ):
     """Largest algebraic eigenvalue of a symmetric operator given by products.
 
@@ -530,38 +606,39 @@ def top_eigenpair(
     v0 : array-like of shape (n,), default=None
         Start vector (need not be normalized), typically the previous
         eigenvector when tracking a slowly changing operator.  None: a random
-        unit vector from ``random_state``.
+        unit vector from ``random_state`` (a *cold* start).
     tol : float, default=1e-6
         Relative tolerance on the eigenvalue, in (0, 1): the aim is
-        ``|eigenvalue - lambda_1| <= tol * |lambda_1|``.  ``"lanczos"`` stops
-        at the first product after which its error estimate for the top Ritz
-        value ``theta`` is at most ``tol * |theta|``.  With ``rho = ||A y -
-        theta y||`` the residual norm of the Ritz vector ``y`` (``beta_k``
-        times the last component of the tridiagonal's eigenvector: no extra
-        product) and ``theta_2`` the second-largest Ritz value, the estimate
-        is ``rho`` after one product and ``min(rho, c * rho**2 / (theta -
-        theta_2))`` after ``k >= 2`` products, with ``c = 10`` for ``k = 2``
-        and ``c = 1`` after.  ``rho`` bounds the distance from ``theta`` to
-        *some* eigenvalue, and once ``theta > lambda_2`` also ``lambda_1 -
-        theta <= rho**2 / (theta - lambda_2)`` (Kato-Temple; ``lambda_1 -
-        theta >= 0`` always).  The unknown gap is estimated by ``theta -
-        theta_2``, which overestimates it (``theta_2 <= lambda_2``), badly so
-        with only two basis vectors, hence ``c``.  So with a reasonable gap
-        the returned eigenvalue is within about ``tol`` (relative) of the top
-        eigenvalue, and a start vector that is already an eigenvector stops
-        after one product.  ``"arpack"`` uses ARPACK's relative residual test
-        ``rho <= tol * |theta|``, ``"lobpcg"`` the residual test ``rho <= tol
-        * ||A v0||`` (both stricter); ``"dense"`` is exact and ignores
-        ``tol``.
+        ``|eigenvalue - lambda_1| <= tol * |lambda_1|``. ``"lanczos"`` stops at
+        the first product after which its error estimate for the top Ritz value
+        ``theta`` is at most ``tol * |theta|`` (and at least ``min_matvec``
+        products were spent). With ``rho = ||A y - theta y||`` the residual norm
+        of the Ritz vector ``y`` (from the stored products: no extra product)
+        and ``theta_2`` the second-largest Ritz value, the estimate is ``rho``
+        after one product and ``min(rho, c * rho**2 / (theta - theta_2))`` after
+        ``k >= 2`` products, with ``c = 10`` for ``k = 2`` (``c = 3`` when the
+        second basis vector is an ``extra_starts`` column) and ``c = 1`` after.
+        ``rho`` bounds the distance from ``theta`` to *some* eigenvalue, and
+        once ``theta > lambda_2`` also ``lambda_1 - theta <= rho**2 / (theta -
+        lambda_2)`` (Kato-Temple; ``lambda_1 - theta >= 0`` always). The unknown
+        gap is estimated by ``theta - theta_2``, which overestimates it
+        (``theta_2 <= lambda_2``), badly so with only two basis vectors, hence
+        ``c``. So with a reasonable gap the returned eigenvalue is within about
+        ``tol`` (relative) of the top eigenvalue, and a start vector that is
+        already an eigenvector stops after one product. ``"arpack"`` uses
+        ARPACK's relative residual test ``rho <= tol * |theta|``, ``"lobpcg"``
+        the residual test ``rho <= tol * ||A v0||`` (both stricter); ``"dense"``
+        is exact and ignores ``tol``.
     max_matvec : int, default=None
         Budget of products.  None: ``min(n, 200)`` for ``"lanczos"`` (the
-        Krylov basis is stored, ``max_matvec * n`` floats), ``20 * n`` capped
-        at 10000 for ``"lobpcg"``/``"arpack"``, ``n`` for ``"dense"``.  When
-        it is reached the best estimate so far is returned with
-        ``converged=False`` (no exception).
+        basis and its products are stored, ``2 * max_matvec * n`` floats),
+        ``20 * n`` capped at 10000 for ``"lobpcg"``/``"arpack"``, ``n`` for
+        ``"dense"``.  When it is reached the best estimate so far is returned
+        with ``converged=False`` (no exception).
     method : {"lanczos", "lobpcg", "arpack", "dense"}, default="lanczos"
         ``"lanczos"``: this module's Lanczos with full reorthogonalization
-        (no restarts) started at ``v0``.  ``"lobpcg"``:
+        (no restarts) started at ``v0``, written as Rayleigh-Ritz on a
+        growing basis so that ``extra_starts`` can join it.  ``"lobpcg"``:
         :func:`scipy.sparse.linalg.lobpcg` with ``largest=True``.
         ``"arpack"``: :func:`scipy.sparse.linalg.eigsh` with ``which="LA"``.
         ``"dense"``: the matrix from ``n`` products and
@@ -571,6 +648,20 @@ def top_eigenpair(
         ``"dense"`` when ``n < 5``.
     random_state : int, RandomState instance or None, default=None
         Seeds the random start vector when ``v0`` is None.
+    min_matvec : int, default=None
+        ``"lanczos"`` does not stop before this many products (unless the
+        basis spans an invariant subspace or the budget ends).  None:
+        ``min(n, 30)`` for a cold start, which may otherwise settle on
+        ``lambda_2`` (see Notes), 2 for a warm start with ``extra_starts``,
+        1 otherwise.
+    extra_starts : array-like of shape (n, m) or (n,), default=None
+        ``"lanczos"`` only: further warm-start directions, e.g. the previous
+        second Ritz vector (a guard against an eigenvalue overtaking the one
+        ``v0`` tracks) or older eigenvectors.  After each product that does
+        not pass the test the basis grows by the next column whose part
+        orthogonal to the basis has at least 5 % of its norm (the others are
+        skipped at no cost), and only then by the Krylov direction.  See
+        :class:`TopEigenTracker`, which builds them.
 
     Returns
     -------
@@ -604,18 +695,20 @@ def top_eigenpair(
       their gap, but the eigenvector is a mixture of the two.
     * A cold (random) start can converge to ``lambda_2`` first when, by
       chance, it has a much smaller component along the top eigenvector and
-      ``lambda_2`` is close; measured on a digits MLP (P = 2410,
-      ``tol=1e-4``) this happened in 2 of 40 cold starts, with an error equal
-      to the 2-3 % gap.  Use a much smaller ``tol`` (or two random starts)
-      for the first, cold measurement of a tracking run: the warm starts
-      inherit its direction.
+      ``lambda_2`` is close.  Along a digits MLP run (P = 2410, ``tol=1e-4``,
+      catapult then edge of stability) this happened in 46 of 600 cold starts
+      that stopped at the first passed test (errors up to 2.3 %, the gap),
+      in 1 with at least 20 products and in none with 30: hence the default
+      ``min_matvec`` of cold starts.
 
-    Cost, measured with ``tol=1e-4`` and the previous eigenvector as ``v0``
-    along full-batch gradient descent of tanh MLPs: about 2 products per
-    step while the sharpness drifts (digits, P = 2410: 2.06 on average;
-    cold starts 10-12), 3-5 through catapults, and about 9 at the edge of
-    stability, where several eigenvalues crowd within a few percent of
-    ``2 / eta`` and swap order (cold starts: 17 there).
+    Cost, measured along that run with ``tol=1e-4`` and the previous
+    eigenvector as ``v0``: 2.3 products per step before the edge of
+    stability and 4.4 at it, where several eigenvalues crowd within a few
+    percent of ``2 / eta``, swap order and the top eigenvector turns by
+    about 0.1 rad per step; in 300 of 1200 steps the result was then more
+    than ``tol`` too low (up to 2.5 %: a missed overtaking eigenvalue).
+    :class:`TopEigenTracker`'s extra starts removed those errors (3.0 and
+    4.1 products).  Cold starts cost 30 products there.
 
     Examples
     --------
@@ -629,6 +722,15 @@ def top_eigenpair(
     >>> warm.n_hvp
     1
     """
+    return _top_eigenpair(
+        matvec, n, v0, tol, max_matvec, method, random_state, min_matvec, extra_starts
+    ).result
+
+
+def _top_eigenpair(
+    matvec, n, v0, tol, max_matvec, method, random_state, min_matvec, extra_starts
+):
+    """:func:`top_eigenpair`, returning a :class:`_Ritz` (runner-up included)."""
     if not callable(matvec):
         raise TypeError(f"matvec must be callable, got {type(matvec).__name__}.")
     n = _check_positive_int(n, "n")
@@ -645,15 +747,149 @@ def top_eigenpair(
     max_matvec = _check_positive_int(max_matvec, "max_matvec")
     given = v0 is not None
     v0 = _check_v0(v0, n, random_state)
+    extra = _check_extra_starts(extra_starts, n)
+    if min_matvec is None:
+        # a warm start with extra columns always looks at the first of them:
+        # an exact (old) eigenvector would otherwise pass the test alone
+        min_matvec = min(n, 2 if extra.shape[1] else 1)
+        if not given:
+            min_matvec = min(n, _COLD_MIN_MATVEC)
+    min_matvec = _check_positive_int(min_matvec, "min_matvec")
     op = _CountingOperator(matvec, n, max_matvec)
+    nan = float("nan")
     with np.errstate(over="ignore", invalid="ignore"):
         if method == "lanczos":
-            return _lanczos(op, v0, tol)
+            return _lanczos(op, np.column_stack([v0, extra]), tol, min_matvec)
         if method == "dense" or n < _SMALL_N:
-            return _dense(op, n, v0, given)
+            return _Ritz(_dense(op, n, v0, given), nan, None)
         if method == "lobpcg":
-            return _lobpcg(op, n, v0, tol)
-        return _arpack(op, n, v0, tol)
+            return _Ritz(_lobpcg(op, n, v0, tol), nan, None)
+        return _Ritz(_arpack(op, n, v0, tol), nan, None)
+
+
+class TopEigenTracker:
+    """Top eigenpair of a symmetric operator that changes from call to call.
+
+    Made for measuring the sharpness at every step of gradient descent: each
+    :meth:`update` is a :func:`top_eigenpair` Lanczos run warm-started from a
+    block of what the previous calls found, the last top eigenvector, the
+    last *second* Ritz vector and the top eigenvector of the call before.
+    The second Ritz vector makes an eigenvalue overtaking the tracked one
+    visible after two products, and gives the stopping test a fair estimate
+    of ``lambda_2``; the eigenvector of two calls back is the natural
+    predictor at the edge of stability, where gradient descent oscillates
+    with period two and the Hessian nearly repeats every other step.  A
+    block column adds a product only where it is not already (to 5 %) in the
+    basis, so a slowly turning eigenvector still costs about two products.
+
+    Only arrays are stored (the object pickles); never store it on an
+    estimator, create one per tracking run.
+
+    Parameters
+    ----------
+    tol : float, default=1e-4
+        Relative tolerance on the eigenvalue, see :func:`top_eigenpair`.
+    max_matvec : int, default=None
+        Budget of products per update, see :func:`top_eigenpair`.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the random start of the first (cold) update, and of any update
+        after :meth:`reset` or a change of dimension.
+
+    Attributes
+    ----------
+    n_updates_ : int
+        Number of :meth:`update` calls since the last reset.
+
+    See Also
+    --------
+    top_eigenpair : one measurement.
+
+    Notes
+    -----
+    Measured along full-batch gradient descent of a tanh MLP on 500 digits
+    (64-32-10, P = 2410, ``tol=1e-4``, 1200 steps, catapult then edge of
+    stability), against eigenvalues converged to 1e-12: 3.0 products per
+    update before the edge of stability and 4.1 at it, with no error above
+    ``tol``; warm starts from the previous eigenvector alone took 2.3 and
+    4.4 but returned an eigenvalue more than ``tol`` too low in 300 of 1200
+    steps (up to 2.5 %, an overtaking eigenvalue missed).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sharpsk._sharpness import TopEigenTracker
+    >>> tracker = TopEigenTracker(tol=1e-8, random_state=0)
+    >>> for t in range(3):
+    ...     A = np.diag([1.0, 2.0, 3.0 - t, 2.5])  # 3.0 is overtaken at t=1
+    ...     res = tracker.update(lambda v: A @ v, 4)
+    ...     print(round(res.eigenvalue, 8))
+    3.0
+    2.5
+    2.5
+    """
+
+    def __init__(self, *, tol=1e-4, max_matvec=None, random_state=None):
+        self.tol = tol
+        self.max_matvec = max_matvec
+        self.random_state = random_state
+        self.reset()
+
+    def reset(self):
+        """Forget the history: the next update starts cold.
+
+        Returns
+        -------
+        self : TopEigenTracker
+            The tracker.
+        """
+        self._top, self._second = [], None
+        self.n_updates_ = 0
+        return self
+
+    def update(self, matvec, n):
+        """Top eigenpair of the current operator.
+
+        Parameters
+        ----------
+        matvec : callable
+            ``matvec(v) -> A @ v`` for flat ``v`` of shape (n,).
+        n : int
+            Dimension of the operator (a new dimension resets the tracker).
+
+        Returns
+        -------
+        result : EigenResult
+            As :func:`top_eigenpair`; the eigenvector is oriented like the
+            previous one.
+        """
+        if self._top and self._top[-1].size != n:
+            self.reset()
+        v0, extra = None, []
+        if self._top:
+            v0 = self._top[-1]
+            if self._second is not None:
+                extra.append(self._second)
+            if len(self._top) > 1:
+                extra.append(self._top[0])
+        ritz = _top_eigenpair(
+            matvec,
+            n,
+            v0,
+            self.tol,
+            self.max_matvec,
+            "lanczos",
+            self.random_state,
+            None,
+            np.column_stack(extra) if extra else None,
+        )
+        res = ritz.result
+        self.n_updates_ += 1
+        if np.isfinite(res.eigenvalue):
+            self._top = [*self._top[-1:], res.eigenvector]
+            second = ritz.second_vector
+            ok = second is not None and np.all(np.isfinite(second))
+            self._second = second if ok else None
+        return res
 
 
 def top_hessian_eigenpair(

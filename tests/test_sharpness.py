@@ -9,6 +9,7 @@ from numpy.testing import assert_allclose
 from sharpsk._maps import uv_sharpness
 from sharpsk._sharpness import (
     EigenResult,
+    TopEigenTracker,
     flatten_params,
     gradient_and_hvp,
     hessian_dense,
@@ -507,3 +508,151 @@ def test_mlp_gradient_descent_tracking():
         params = [p - eta * g for p, g in zip(params, grad, strict=True)]
     assert max(errors) <= tol
     assert np.mean(n_hvp) <= 4.0  # cold starts cost 6-10 here
+
+
+# -----------------------------------------------------------------------------
+# Cold-start minimum, extra warm-start directions, TopEigenTracker
+# -----------------------------------------------------------------------------
+def matrix_hiding_top(n, overlap, seed):
+    """Spectrum 5.1, 5.0, U(-1, 4); top eigenvector has ``overlap`` with the
+    random start vector of ``random_state=0``."""
+    v = np.random.RandomState(0).standard_normal(n)
+    v /= np.linalg.norm(v)
+    rng = np.random.default_rng(seed)
+    w = rng.normal(size=n)
+    w -= (w @ v) * v
+    q1 = overlap * v + np.sqrt(1 - overlap**2) * w / np.linalg.norm(w)
+    Q, _ = np.linalg.qr(np.column_stack([q1, rng.normal(size=(n, n - 1))]))
+    values = np.concatenate([[5.1, 5.0], rng.uniform(-1.0, 4.0, n - 2)])
+    return (Q * values) @ Q.T
+
+
+def test_cold_start_minimum_dimension_finds_hidden_top():
+    # a random start nearly orthogonal to the top eigenvector first converges
+    # to lambda_2 (2 % below): stopping at the first passed test accepts it
+    n, tol = 300, 1e-4
+    A = matrix_hiding_top(n, 3e-3, seed=2)
+    top = np.linalg.eigvalsh(A)[-1]
+    early = top_eigenpair(lambda v: A @ v, n, tol=tol, random_state=0, min_matvec=1)
+    assert early.converged and early.n_hvp < 30
+    assert_allclose(early.eigenvalue, 5.0, rtol=1e-3)  # the documented failure
+    res = top_eigenpair(lambda v: A @ v, n, tol=tol, random_state=0)
+    assert res.converged and res.n_hvp == 30
+    assert abs(res.eigenvalue - top) <= tol * top
+
+
+def test_min_matvec_is_respected_and_validated():
+    A = random_symmetric(40, 11)
+    vec = np.linalg.eigh(A)[1][:, -1] + 1e-4 * np.random.default_rng(0).normal(size=40)
+    assert top_eigenpair(lambda v: A @ v, 40, v0=vec).n_hvp < 5
+    counter = Counter(A)
+    res = top_eigenpair(counter, 40, v0=vec, min_matvec=5)
+    assert res.n_hvp == counter.calls == 5 and res.converged
+    assert_allclose(res.eigenvalue, np.linalg.eigvalsh(A)[-1], rtol=1e-8)
+    # breakdown: an invariant subspace ends the run whatever the minimum
+    D = np.diag([1.0, 2.0, 3.0, 10.0, -4.0])
+    res = top_eigenpair(lambda v: D @ v, 5, v0=[1.0, 1.0, 0, 0, 0], min_matvec=4)
+    assert res.n_hvp == 2 and res.converged
+    with pytest.raises(ValueError, match="min_matvec"):
+        top_eigenpair(lambda v: v, 5, min_matvec=0)
+
+
+def overtaking_pair(n, seed, lam_old, lam_new):
+    """Matrix with eigenpairs (lam_old, q_old), (lam_new, q_new), rest below 3."""
+    rng = np.random.default_rng(seed)
+    Q, _ = np.linalg.qr(rng.normal(size=(n, n)))
+    values = np.concatenate([[lam_old, lam_new], rng.uniform(-3.0, 3.0, n - 2)])
+    return (Q * values) @ Q.T, Q[:, 0], Q[:, 1]
+
+
+def test_extra_starts_reveal_an_overtaking_eigenvalue():
+    # the tracked eigenvector is still an exact eigenvector, but another
+    # eigenvalue has overtaken it: v0 alone stops after one product on the
+    # old one (a documented limit); the old second Ritz vector as an extra
+    # start shows the new top after two products
+    n, tol = 80, 1e-6
+    A, q_old, q_new = overtaking_pair(n, 12, 5.0, 5.2)
+    alone = top_eigenpair(lambda v: A @ v, n, v0=q_old, tol=tol)
+    assert alone.n_hvp == 1 and alone.converged
+    assert_allclose(alone.eigenvalue, 5.0, rtol=1e-12)
+    counter = Counter(A)
+    res = top_eigenpair(counter, n, v0=q_old, extra_starts=q_new, tol=tol)
+    assert res.n_hvp == counter.calls == 2 and res.converged
+    assert_allclose(res.eigenvalue, 5.2, rtol=1e-12)
+    assert abs(res.eigenvector @ q_new) >= 1 - 1e-12
+
+
+def test_extra_starts_inside_the_basis_cost_nothing():
+    n = 60
+    A = random_symmetric(n, 13)
+    values, vectors = np.linalg.eigh(A)
+    v0 = vectors[:, -1] + 0.01 * vectors[:, 0]
+    plain = top_eigenpair(lambda v: A @ v, n, v0=v0, tol=1e-8)
+    # v0 itself (and a zero column) as extra starts: below 5 % new, skipped
+    extra = np.column_stack([2.0 * v0, np.zeros(n)])
+    res = top_eigenpair(lambda v: A @ v, n, v0=v0, extra_starts=extra, tol=1e-8)
+    assert res.n_hvp == max(plain.n_hvp, 2)
+    assert abs(res.eigenvalue - values[-1]) <= 1e-8 * values[-1]
+
+
+@pytest.mark.parametrize(
+    "extra, match",
+    [
+        (np.ones((4, 2)), "extra_starts"),
+        (np.ones((5, 2, 1)), "extra_starts"),
+        (np.full((5, 1), np.nan), "extra_starts"),
+    ],
+)
+def test_extra_starts_validation(extra, match):
+    with pytest.raises(ValueError, match=match):
+        top_eigenpair(lambda v: v, 5, v0=np.ones(5), extra_starts=extra)
+
+
+def test_tracker_follows_period_two_swaps():
+    # an edge-of-stability caricature: the top two eigenvalues alternate
+    # order every step while their eigenvectors turn and the matrix drifts
+    n, tol = 150, 1e-4
+    rng = np.random.default_rng(14)
+    Q, _ = np.linalg.qr(rng.normal(size=(n, n)))
+    bulk = rng.uniform(-2.0, 3.0, n - 3)
+    E = rng.normal(size=(n, n))
+    E = (E + E.T) / np.sqrt(2 * n)
+    tracker = TopEigenTracker(tol=tol, random_state=0)
+    v = None
+    errors, plain_errors, n_hvp = [], [], []
+    for t in range(40):
+        angle = 0.05 * t
+        c, s = np.cos(angle), np.sin(angle)
+        R = Q.copy()
+        R[:, 0], R[:, 1] = c * Q[:, 0] + s * Q[:, 1], -s * Q[:, 0] + c * Q[:, 1]
+        top3 = [5.2, 5.0, 4.9] if t % 2 else [5.0, 5.2, 4.9]
+        A = (R * np.concatenate([top3, bulk])) @ R.T + 0.01 * t * E
+        top = np.linalg.eigvalsh(A)[-1]
+        res = tracker.update(lambda x, A=A: A @ x, n)
+        plain = top_eigenpair(lambda x, A=A: A @ x, n, v0=v, tol=tol, random_state=0)
+        v = plain.eigenvector
+        errors.append((top - res.eigenvalue) / top)
+        plain_errors.append((top - plain.eigenvalue) / top)
+        if t:
+            n_hvp.append(res.n_hvp)
+    assert tracker.n_updates_ == 40
+    assert max(errors) <= 3 * tol
+    assert min(errors) >= -1e-12  # Ritz values from below
+    assert max(plain_errors) > 100 * tol  # v0 alone misses swaps
+    assert np.mean(n_hvp) <= 6
+
+
+def test_tracker_resets_on_new_dimension_and_pickles():
+    import pickle
+
+    tracker = TopEigenTracker(tol=1e-8, random_state=0)
+    A = random_symmetric(20, 15)
+    first = tracker.update(lambda v: A @ v, 20)
+    assert first.n_hvp == 20  # cold: the minimum covers the whole space
+    assert tracker.update(lambda v: A @ v, 20).n_hvp == 2
+    B = random_symmetric(30, 16)
+    res = tracker.update(lambda v: B @ v, 30)
+    assert tracker.n_updates_ == 1  # reset, then cold
+    assert_allclose(res.eigenvalue, np.linalg.eigvalsh(B)[-1], rtol=1e-8)
+    clone = pickle.loads(pickle.dumps(tracker))
+    assert clone.update(lambda v: B @ v, 30).n_hvp == 2

@@ -1,0 +1,1131 @@
+"""sharpsk benchmarks: every figure a ratio against a reference of the same run.
+
+Usage::
+
+    python benchmarks/run.py            # full run (several minutes)
+    python benchmarks/run.py --quick    # small sizes, about half a minute
+    python benchmarks/run.py --only hvp sharpness
+
+Writes ``benchmarks/RESULTS.md`` (table, machine, versions) and
+``benchmarks/results.json`` (every raw number).  Machines here are shared and
+noisy, so timings are the minimum of ``k`` repeats, with candidate and reference
+interleaved (alternating order) in the same process.  See
+``benchmarks/README.md`` for what each benchmark measures and why.
+"""
+
+import argparse
+import gc
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+import tracemalloc
+import warnings
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+
+# --------------------------------------------------------------------------
+# Configurations
+# --------------------------------------------------------------------------
+FULL = {
+    "uv_scan": {
+        "n_lr": 10_000,
+        "n_steps": 10_000,
+        "c_range": (0.5, 3.0),
+        "target": 10.0,
+        "width": 100,
+        "repeats": 3,
+        "per_run_subset": 100,
+        "per_run_repeats": 2,
+    },
+    "hvp": {
+        "hidden": (256, 256),
+        "n_samples": 1000,
+        "threads": (1, 2),
+        "repeats": 6,
+        "block": 5,
+    },
+    "sharpness": {
+        "hidden": (32,),
+        "n_samples": 500,
+        "c": 3.0,
+        "n_steps": 1200,
+        "tol": 1e-4,
+        "cold_every": 10,
+        "dense_hidden": (8,),
+        "dense_n_samples": 200,
+        "dense_steps": 300,
+    },
+    "parallel": {
+        "hidden": (32,),
+        "n_samples": 500,
+        "n_lr": 8,
+        "max_iter": 300,
+        "sharpness_every": 10,
+        "repeats": 3,
+    },
+    "memory": {
+        "uv_n_lr": 10_000,
+        "uv_n_steps": 10_000,
+        "mlp_hidden": (32,),
+        "mlp_n_samples": 300,
+        "mlp_steps": (1_000, 10_000),
+    },
+}
+
+QUICK = {
+    "uv_scan": {
+        **FULL["uv_scan"],
+        "n_lr": 1_000,
+        "n_steps": 1_000,
+        "per_run_subset": 20,
+        "per_run_repeats": 1,
+    },
+    "hvp": {**FULL["hvp"], "n_samples": 500, "repeats": 3, "block": 3},
+    "sharpness": {
+        **FULL["sharpness"],
+        "n_steps": 150,
+        "cold_every": 25,
+        "dense_steps": 20,
+    },
+    "parallel": {**FULL["parallel"], "n_lr": 4, "max_iter": 60, "repeats": 2},
+    "memory": {
+        **FULL["memory"],
+        "uv_n_lr": 1_000,
+        "uv_n_steps": 1_000,
+        "mlp_steps": (100, 1_000),
+    },
+}
+
+
+# --------------------------------------------------------------------------
+# Timing and bookkeeping helpers
+# --------------------------------------------------------------------------
+def interleaved_min(funcs, repeats, block=1):
+    """Minimum wall time of each callable over ``repeats`` interleaved rounds.
+
+    Every round calls all of ``funcs`` (a dict name -> callable), in an order
+    rotated from round to round, so slow phases of a shared machine hit
+    candidate and reference alike.  Each call is repeated ``block`` times in a
+    row (all timed): with several thread pools in one process (OpenBLAS,
+    OpenMP), the first call after switching libraries can pay for the other
+    pool's threads still spinning.  Returns ``(minima, samples)``.
+    """
+    names = list(funcs)
+    samples = {name: [] for name in names}
+    for r in range(repeats):
+        order = names[r % len(names) :] + names[: r % len(names)]
+        for name in order:
+            gc.collect()
+            for _ in range(block):
+                start = time.perf_counter()
+                funcs[name]()
+                samples[name].append(time.perf_counter() - start)
+    return {name: min(s) for name, s in samples.items()}, samples
+
+
+def row(benchmark, measured, reference, ratio, target, met, note=""):
+    """One line of the results table (numbers as display strings + raw)."""
+    return {
+        "benchmark": benchmark,
+        "measured": measured,
+        "reference": reference,
+        "ratio": ratio,
+        "target": target,
+        "met": met,
+        "note": note,
+    }
+
+
+def _fmt_time(seconds):
+    if seconds >= 1.0:
+        return f"{seconds:.3g} s"
+    if seconds >= 1e-3:
+        return f"{seconds * 1e3:.3g} ms"
+    return f"{seconds * 1e6:.3g} µs"
+
+
+def _fmt_bytes(n):
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(n) < 1024 or unit == "GiB":
+            return f"{n:.3g} {unit}" if unit != "B" else f"{int(n)} B"
+        n /= 1024.0
+    return f"{n:.3g} GiB"  # pragma: no cover
+
+
+@contextmanager
+def blas_threads(n):
+    """Limit BLAS/OpenMP threads of numpy, scipy (and torch if imported)."""
+    from threadpoolctl import threadpool_limits
+
+    torch = sys.modules.get("torch")
+    old = torch.get_num_threads() if torch is not None else None
+    with threadpool_limits(limits=n):
+        if torch is not None:
+            torch.set_num_threads(n)
+        try:
+            yield
+        finally:
+            if torch is not None:
+                torch.set_num_threads(old)
+
+
+# --------------------------------------------------------------------------
+# 1. UV learning-rate scan, batched
+# --------------------------------------------------------------------------
+def _uv_problem(cfg):
+    from sharpsk import UVRegressor
+    from sharpsk.datasets import make_uv_example
+
+    X, y = make_uv_example(random_state=0, target=cfg["target"])
+    est = UVRegressor(width=cfg["width"], max_iter=cfg["n_steps"], random_state=0)
+    c = np.linspace(*cfg["c_range"], cfg["n_lr"])
+    return X, y, est, c
+
+
+def _bare_uv_loop(delta_f0, ntk0, eta, kappa, y, n_steps):
+    """The floor: the exact function-space map, in place, nothing else.
+
+    ``df' = df (1 - eta ntk + eta^2 kappa df (df + y))`` and
+    ``ntk' = ntk + eta kappa df (eta ntk df - 4 (df + y))`` for every run at
+    once; no divergence test, no records, no labels.
+    """
+    df = np.array(delta_f0, dtype=float)
+    ntk = np.array(ntk0, dtype=float)
+    ek, eek = eta * kappa, eta * eta * kappa
+    a, e, d, j = (np.empty_like(df) for _ in range(4))
+    with np.errstate(all="ignore"):
+        for _ in range(n_steps):
+            np.multiply(eta, ntk, out=a)
+            np.add(df, y, out=e)
+            np.multiply(eek, df, out=d)
+            d *= e
+            np.multiply(a, df, out=j)
+            np.subtract(1.0, a, out=a)
+            a += d
+            e *= 4.0
+            j -= e
+            np.multiply(ek, df, out=d)
+            d *= j
+            ntk += d
+            df *= a
+    return df, ntk
+
+
+def bench_uv_scan(cfg):
+    """Batched LearningRateScan vs a bare numpy loop and vs the per-run path."""
+    from sharpsk._scan import LearningRateScan
+
+    X, y, est, c = _uv_problem(cfg)
+    n_lr, n_steps = cfg["n_lr"], cfg["n_steps"]
+
+    def scan(lrs, engine, n_jobs=None):
+        return LearningRateScan(
+            est, learning_rates=lrs, normalize=True, engine=engine, n_jobs=n_jobs
+        ).fit(X, y)
+
+    # The same initial state and learning rates for the floor.
+    init = est._function_space_init(X, y)
+    lam0 = scan(c[:1], "batched").results_["initial_sharpness"][0]
+    eta = c / lam0
+    state = [np.full(n_lr, init[k]) for k in ("delta_f0", "ntk0")]
+
+    result = {}
+
+    def candidate():
+        result["scan"] = scan(c, "batched")
+
+    def floor():
+        _bare_uv_loop(*state, eta, init["kappa"], init["y"], n_steps)
+
+    best, samples = interleaved_min(
+        {"batched scan": candidate, "bare loop": floor}, cfg["repeats"]
+    )
+    labels = result["scan"].results_["label"]
+    counts = {k: int(np.sum(labels == k)) for k in np.unique(labels)}
+
+    # Per-run path on an evenly spread subset, extrapolated per run.
+    sub = c[:: max(1, n_lr // cfg["per_run_subset"])][: cfg["per_run_subset"]]
+    per_run, per_run_samples = interleaved_min(
+        {"per-run": lambda: scan(sub, "per_run", n_jobs=1)}, cfg["per_run_repeats"]
+    )
+    per_run_each = per_run["per-run"] / sub.size
+    per_run_total = per_run_each * n_lr
+    t_scan, t_floor = best["batched scan"], best["bare loop"]
+    size = f"{n_lr:.0e} learning rates x {n_steps:.0e} steps"
+    rows = [
+        row(
+            f"UV scan vs bare loop ({size})",
+            _fmt_time(t_scan),
+            _fmt_time(t_floor),
+            f"{t_scan / t_floor:.2f}x slower",
+            "<= 5x",
+            t_scan / t_floor <= 5.0,
+            "scan includes divergence tests, records, labels, Lyapunov exponents",
+        ),
+        row(
+            f"UV scan vs per-run path ({size})",
+            _fmt_time(t_scan),
+            _fmt_time(per_run_total),
+            f"{per_run_total / t_scan:.0f}x faster",
+            ">= 50x",
+            per_run_total / t_scan >= 50.0,
+            f"per-run measured on {sub.size} learning rates (n_jobs=1), "
+            f"{_fmt_time(per_run_each)} per run, extrapolated to {n_lr}",
+        ),
+    ]
+    details = {
+        "config": cfg,
+        "seconds": {
+            "batched_scan": samples["batched scan"],
+            "bare_loop": samples["bare loop"],
+            "per_run_subset": per_run_samples["per-run"],
+        },
+        "per_run_subset_size": int(sub.size),
+        "per_run_seconds_each": per_run_each,
+        "per_run_extrapolated_seconds": per_run_total,
+        "label_counts": counts,
+        "ratio_scan_over_floor": t_scan / t_floor,
+        "speedup_over_per_run": per_run_total / t_scan,
+    }
+    return rows, details
+
+
+# --------------------------------------------------------------------------
+# 2. MLP Hessian-vector product vs PyTorch
+# --------------------------------------------------------------------------
+def _mlp_setup(hidden, n_samples, seed=0):
+    from sharpsk import MLPRegressor
+    from sharpsk.datasets import load_digits_onehot
+
+    X, Y = load_digits_onehot(n_samples=n_samples, random_state=seed)
+    est = MLPRegressor(hidden, random_state=seed)
+    params, mults, _ = est._initialize(X.shape[1], Y.shape[1], np.random.RandomState(0))
+    return X, Y, params, mults
+
+
+def bench_hvp(cfg):
+    """sharpsk's analytic gradient/HVP vs PyTorch autograd, float64 on CPU."""
+    from sharpsk._mlp import mlp_gradient, mlp_hvp, mlp_point
+
+    try:
+        import torch
+    except ImportError:
+        msg = "PyTorch not installed (pip install -e .[benchmark])"
+        return [row("MLP HVP vs PyTorch", "skipped", "-", "-", "<= 1.3x", None, msg)], {
+            "skipped": msg
+        }
+    X, Y, params, mults = _mlp_setup(cfg["hidden"], cfg["n_samples"])
+    rng = np.random.default_rng(1)
+    vecs = [rng.standard_normal(p.shape) for p in params]
+    t_params = [torch.tensor(p, requires_grad=True) for p in params]
+    t_X, t_Y = torch.tensor(X), torch.tensor(Y)
+    t_vecs = [torch.tensor(v) for v in vecs]
+    n_layers = len(params) // 2
+
+    def t_loss():
+        h = t_X
+        for i in range(n_layers):
+            W, b = t_params[2 * i], t_params[2 * i + 1]
+            z = mults[2 * i] * (h @ W) + mults[2 * i + 1] * b
+            h = z if i == n_layers - 1 else torch.tanh(z)
+        r = h - t_Y
+        return 0.5 * (r * r).sum() / t_X.shape[0]
+
+    def t_grad():
+        return torch.autograd.grad(t_loss(), t_params)
+
+    def t_hvp_scratch():
+        g = torch.autograd.grad(t_loss(), t_params, create_graph=True)
+        dot = sum((gi * vi).sum() for gi, vi in zip(g, t_vecs, strict=True))
+        return torch.autograd.grad(dot, t_params)
+
+    def s_grad():
+        return mlp_gradient(mlp_point(params, X, Y, mults, "tanh"))
+
+    def s_hvp_scratch():
+        point = mlp_point(params, X, Y, mults, "tanh")
+        mlp_gradient(point)
+        return mlp_hvp(point, vecs)
+
+    # agreement: both HVPs and gradients, rtol 1e-10
+    hv_s, hv_t = s_hvp_scratch(), t_hvp_scratch()
+    g_s, g_t = s_grad(), t_grad()
+
+    def rel(a, b):
+        return max(
+            float(np.max(np.abs(x - y.detach().numpy())) / np.max(np.abs(x)))
+            for x, y in zip(a, b, strict=True)
+        )
+
+    hvp_err, grad_err = rel(hv_s, hv_t), rel(g_s, g_t)
+    agree = all(
+        np.allclose(x, y.detach().numpy(), rtol=1e-10, atol=1e-12 * np.abs(x).max())
+        for x, y in zip(hv_s + g_s, hv_t + g_t, strict=True)
+    )
+    n_params = sum(p.size for p in params)
+    rows, details = (
+        [],
+        {
+            "config": cfg,
+            "n_params": n_params,
+            "max_rel_diff_hvp": hvp_err,
+            "max_rel_diff_grad": grad_err,
+            "agree_rtol_1e-10": agree,
+            "torch_version": torch.__version__,
+            "by_threads": {},
+        },
+    )
+    net = "64-" + "-".join(map(str, cfg["hidden"])) + "-10"
+    for threads in cfg["threads"]:
+        with blas_threads(threads):
+            # In a sharpness measurement the forward/backward pass is shared by
+            # all products: sharpsk keeps its point, PyTorch its graph.
+            point = mlp_point(params, X, Y, mults, "tanh")
+            mlp_gradient(point)
+            g_graph = torch.autograd.grad(t_loss(), t_params, create_graph=True)
+
+            def t_hvp_reuse(g_graph=g_graph):
+                dot = sum(
+                    (gi * vi).sum() for gi, vi in zip(g_graph, t_vecs, strict=True)
+                )
+                return torch.autograd.grad(dot, t_params, retain_graph=True)
+
+            def s_hvp_reuse(point=point):
+                return mlp_hvp(point, vecs)
+
+            best, samples = interleaved_min(
+                {
+                    "sharpsk gradient": s_grad,
+                    "torch gradient": t_grad,
+                    "sharpsk HVP (shared pass)": s_hvp_reuse,
+                    "torch HVP (retained graph)": t_hvp_reuse,
+                    "sharpsk HVP (from scratch)": s_hvp_scratch,
+                    "torch HVP (from scratch)": t_hvp_scratch,
+                },
+                cfg["repeats"],
+                block=cfg["block"],
+            )
+        g_ratio = best["sharpsk gradient"] / best["torch gradient"]
+        h_ratio = best["sharpsk HVP (shared pass)"] / best["torch HVP (retained graph)"]
+        s_ratio = best["sharpsk HVP (from scratch)"] / best["torch HVP (from scratch)"]
+        s_cost = best["sharpsk HVP (shared pass)"] / best["sharpsk gradient"]
+        t_cost = best["torch HVP (retained graph)"] / best["torch gradient"]
+        tag = f"{net}, {cfg['n_samples']} samples, {threads} thread(s)"
+        rows += [
+            row(
+                f"MLP HVP in a sharpness measurement ({tag})",
+                _fmt_time(best["sharpsk HVP (shared pass)"]),
+                _fmt_time(best["torch HVP (retained graph)"]) + " (torch)",
+                f"{h_ratio:.2f}x",
+                "<= 1.3x",
+                h_ratio <= 1.3,
+                "forward/backward shared by all products (point / retained graph)",
+            ),
+            row(
+                f"MLP HVP from scratch ({tag})",
+                _fmt_time(best["sharpsk HVP (from scratch)"]),
+                _fmt_time(best["torch HVP (from scratch)"]) + " (torch)",
+                f"{s_ratio:.2f}x",
+                "<= 1.3x",
+                s_ratio <= 1.3,
+                "forward + backward + one HVP",
+            ),
+            row(
+                f"MLP gradient ({tag})",
+                _fmt_time(best["sharpsk gradient"]),
+                _fmt_time(best["torch gradient"]) + " (torch)",
+                f"{g_ratio:.2f}x",
+                "report",
+                None,
+                "forward + backward",
+            ),
+            row(
+                f"HVP / gradient cost ({tag})",
+                f"{s_cost:.2f} (sharpsk)",
+                f"{t_cost:.2f} (torch)",
+                f"{s_cost / t_cost:.2f}x",
+                "report",
+                None,
+                "shared-pass HVP over gradient",
+            ),
+        ]
+        details["by_threads"][threads] = {
+            "seconds": samples,
+            "min_seconds": best,
+            "gradient_ratio": g_ratio,
+            "hvp_shared_ratio": h_ratio,
+            "hvp_scratch_ratio": s_ratio,
+            "hvp_over_gradient_sharpsk": s_cost,
+            "hvp_over_gradient_torch": t_cost,
+        }
+    rows.append(
+        row(
+            f"MLP HVP agreement with PyTorch ({net})",
+            f"{hvp_err:.1e}",
+            "rtol 1e-10",
+            "-",
+            "agree",
+            agree,
+            f"max relative difference; gradient {grad_err:.1e}",
+        )
+    )
+    return rows, details
+
+
+# --------------------------------------------------------------------------
+# 3. Sharpness tracking: HVPs per measurement, warm vs cold
+# --------------------------------------------------------------------------
+def _gd_trajectory(X, Y, params, mults, c, n_steps):
+    """Parameters of ``n_steps`` full-batch GD steps at ``eta = c / lambda_0``."""
+    from sharpsk._mlp import mlp_gradient, mlp_matvec, mlp_point
+    from sharpsk._sharpness import top_eigenpair
+
+    matvec, n = mlp_matvec(mlp_point(params, X, Y, mults, "tanh"))
+    lam0 = top_eigenpair(matvec, n, tol=1e-12, random_state=0).eigenvalue
+    eta = c / lam0
+    out = []
+    for _ in range(n_steps + 1):
+        out.append([p.copy() for p in params])
+        grads = mlp_gradient(mlp_point(params, X, Y, mults, "tanh"))
+        params = [p - eta * g for p, g in zip(params, grads, strict=True)]
+    return out, eta
+
+
+def _reference_top(matvec, n, seed, warm=None):
+    """Top eigenvalue to ~1e-12: the larger of a cold and a warm tight run."""
+    from sharpsk._sharpness import top_eigenpair
+
+    runs = [top_eigenpair(matvec, n, tol=1e-12, max_matvec=400, random_state=seed)]
+    if warm is not None:
+        runs.append(top_eigenpair(matvec, n, v0=warm, tol=1e-12, max_matvec=400))
+    return max(r.eigenvalue for r in runs)
+
+
+def _dense_top(matvec, n):
+    eye = np.eye(n)
+    H = np.array([matvec(eye[i]) for i in range(n)])
+    return float(np.linalg.eigvalsh(0.5 * (H + H.T))[-1])
+
+
+def _track(snapshots, X, Y, mults, tol, cold_every, reference):
+    """Warm (tracker and plain previous-vector) and cold measurements."""
+    from sharpsk._mlp import mlp_matvec, mlp_point
+    from sharpsk._sharpness import TopEigenTracker, top_eigenpair
+
+    tracker = TopEigenTracker(tol=tol, random_state=0)
+    prev = None
+    out = {k: [] for k in ("ref", "tracker", "plain", "cold", "cold_ref")}
+    hvps = {k: [] for k in ("tracker", "plain", "cold")}
+    for t, params in enumerate(snapshots):
+        matvec, n = mlp_matvec(mlp_point(params, X, Y, mults, "tanh"))
+        res = tracker.update(matvec, n)
+        plain = top_eigenpair(matvec, n, v0=prev, tol=tol, random_state=0)
+        prev = plain.eigenvector
+        ref = reference(matvec, n, t, res.eigenvector)
+        out["ref"].append(ref)
+        out["tracker"].append(res.eigenvalue)
+        out["plain"].append(plain.eigenvalue)
+        hvps["tracker"].append(res.n_hvp)
+        hvps["plain"].append(plain.n_hvp)
+        if t % cold_every == 0:
+            cold = top_eigenpair(matvec, n, tol=tol, random_state=10_000 + t)
+            out["cold"].append(cold.eigenvalue)
+            out["cold_ref"].append(ref)
+            hvps["cold"].append(cold.n_hvp)
+    return {k: np.asarray(v) for k, v in out.items()}, {
+        k: np.asarray(v) for k, v in hvps.items()
+    }
+
+
+def bench_sharpness(cfg):
+    """HVPs per measurement along GD through a catapult and the EoS."""
+    tol = cfg["tol"]
+    X, Y, params, mults = _mlp_setup(cfg["hidden"], cfg["n_samples"])
+    snaps, eta = _gd_trajectory(X, Y, params, mults, cfg["c"], cfg["n_steps"])
+    vals, hvps = _track(
+        snaps,
+        X,
+        Y,
+        mults,
+        tol,
+        cfg["cold_every"],
+        lambda mv, n, t, warm: _reference_top(mv, n, t, warm),
+    )
+    es = eta * vals["ref"]
+    # Edge-of-stability phase: from the first step after the initial
+    # catapult at which eta * lambda_H reaches 1.95.
+    late = np.flatnonzero((np.arange(es.size) > 20) & (es >= 1.95))
+    t_eos = int(late[0]) if late.size else es.size
+
+    def err(key, ref="ref"):
+        return (vals[ref] - vals[key]) / vals[ref]
+
+    warm = slice(1, None)
+    e_tr, e_pl, e_cold = (
+        err("tracker")[warm],
+        err("plain")[warm],
+        err("cold", "cold_ref"),
+    )
+    h_tr, h_pl = hvps["tracker"][warm], hvps["plain"][warm]
+    pre, eos = slice(0, max(t_eos - 1, 0)), slice(max(t_eos - 1, 0), None)
+
+    def mean(a):
+        return float(np.mean(a)) if np.size(a) else float("nan")
+
+    # Dense check on a smaller net: the reference and the tracker vs eigvalsh.
+    Xs, Ys, ps, ms = _mlp_setup(cfg["dense_hidden"], cfg["dense_n_samples"])
+    snaps_s, eta_s = _gd_trajectory(Xs, Ys, ps, ms, cfg["c"], cfg["dense_steps"])
+    vals_s, hvps_s = _track(
+        snaps_s,
+        Xs,
+        Ys,
+        ms,
+        tol,
+        cfg["cold_every"],
+        lambda mv, n, t, w: _dense_top(mv, n),
+    )
+    d_tr = (vals_s["ref"] - vals_s["tracker"]) / vals_s["ref"]
+    d_cold = (vals_s["cold_ref"] - vals_s["cold"]) / vals_s["cold_ref"]
+    ref_check = []
+    from sharpsk._mlp import mlp_matvec, mlp_point
+
+    for t in range(0, len(snaps_s), max(1, len(snaps_s) // 10)):
+        mv, n = mlp_matvec(mlp_point(snaps_s[t], Xs, Ys, ms, "tanh"))
+        ref_check.append(
+            abs(_reference_top(mv, n, t) - vals_s["ref"][t]) / vals_s["ref"][t]
+        )
+
+    net = "64-" + "-".join(map(str, cfg["hidden"])) + "-10"
+    n_params = sum(p.size for p in params)
+    small = "64-" + "-".join(map(str, cfg["dense_hidden"])) + "-10"
+    n_small = sum(p.size for p in ps)
+    mean_all, mean_pre, mean_eos = mean(h_tr), mean(h_tr[pre]), mean(h_tr[eos])
+    rows = [
+        row(
+            f"Sharpness HVPs/measurement, warm, whole run ({net}, tol={tol:g})",
+            f"{mean_all:.2f}",
+            f"{mean(hvps['cold']):.1f} (cold)",
+            f"{mean(hvps['cold']) / mean_all:.1f}x fewer",
+            "<= 3",
+            mean_all <= 3.0,
+            f"{len(snaps) - 1} steps, eta*lambda_0={cfg['c']:g}; "
+            f"{np.sum(e_tr > tol)} results > tol off (max {e_tr.max():.1e})",
+        ),
+        row(
+            f"Sharpness HVPs/measurement, warm, before EoS (steps 1-{t_eos - 1})",
+            f"{mean_pre:.2f}",
+            f"{mean(h_pl[pre]):.2f} (previous vector only)",
+            "-",
+            "<= 3",
+            mean_pre <= 3.0 if np.size(h_tr[pre]) else None,
+            "catapult, then progressive sharpening",
+        ),
+        row(
+            f"Sharpness HVPs/measurement, warm, at EoS (steps {t_eos}-)",
+            f"{mean_eos:.2f}",
+            f"{mean(h_pl[eos]):.2f} (previous vector only)",
+            "-",
+            "<= 3",
+            mean_eos <= 3.0 if np.size(h_tr[eos]) else None,
+            f"previous-vector warm starts: {np.sum(e_pl > tol)} results > tol off "
+            f"(max {e_pl.max():.1e}); see README for why 3 is below the floor",
+        ),
+        row(
+            f"Sharpness accuracy vs dense eigvalsh ({small}, P={n_small})",
+            f"{max(d_tr.max(), 0):.1e} warm, {max(d_cold.max(), 0):.1e} cold",
+            f"tol {tol:g}",
+            f"{max(d_tr.max(), 0) / tol:.2f} tol",
+            "report",
+            None,
+            f"max relative error over {len(snaps_s)} steps "
+            f"({np.sum(d_tr > tol)} warm results above tol); warm "
+            f"{mean(hvps_s['tracker'][1:]):.2f} HVPs, cold {mean(hvps_s['cold']):.1f}",
+        ),
+    ]
+    details = {
+        "config": cfg,
+        "n_params": n_params,
+        "eta": eta,
+        "eos_start_step": t_eos,
+        "eta_sharpness": es.tolist(),
+        "hvp_tracker": hvps["tracker"].tolist(),
+        "hvp_previous_vector": hvps["plain"].tolist(),
+        "hvp_cold": hvps["cold"].tolist(),
+        "rel_err_tracker": e_tr.tolist(),
+        "rel_err_previous_vector": e_pl.tolist(),
+        "rel_err_cold": e_cold.tolist(),
+        "summary": {
+            "tracker_mean": mean_all,
+            "tracker_mean_pre_eos": mean_pre,
+            "tracker_mean_eos": mean_eos,
+            "previous_vector_mean": mean(h_pl),
+            "previous_vector_mean_pre_eos": mean(h_pl[pre]),
+            "previous_vector_mean_eos": mean(h_pl[eos]),
+            "cold_mean": mean(hvps["cold"]),
+            "tracker_n_err_above_tol": int(np.sum(e_tr > tol)),
+            "previous_vector_n_err_above_tol": int(np.sum(e_pl > tol)),
+            "cold_n_err_above_tol": int(np.sum(e_cold > tol)),
+            "tracker_max_err": float(e_tr.max()),
+            "previous_vector_max_err": float(e_pl.max()),
+            "cold_max_err": float(e_cold.max()),
+        },
+        "dense_check": {
+            "n_params": n_small,
+            "eta": eta_s,
+            "max_rel_err_tracker": float(d_tr.max()),
+            "max_rel_err_cold": float(d_cold.max()),
+            "mean_hvp_tracker": mean(hvps_s["tracker"][1:]),
+            "mean_hvp_cold": mean(hvps_s["cold"]),
+            "reference_vs_dense_max_rel_diff": float(max(ref_check)),
+        },
+    }
+    return rows, details
+
+
+# --------------------------------------------------------------------------
+# 4. Parallel MLP scan
+# --------------------------------------------------------------------------
+def bench_parallel(cfg):
+    """LearningRateScan of MLPs with n_jobs=2 vs n_jobs=1."""
+    from joblib import parallel_config
+
+    from sharpsk import MLPRegressor
+    from sharpsk._scan import LearningRateScan
+    from sharpsk.datasets import load_digits_onehot
+
+    X, Y = load_digits_onehot(n_samples=cfg["n_samples"], random_state=0)
+    est = MLPRegressor(
+        cfg["hidden"],
+        max_iter=cfg["max_iter"],
+        sharpness_every=cfg["sharpness_every"],
+        sharpness_tol=1e-4,
+        random_state=0,
+    )
+    c = np.linspace(0.5, 2.5, cfg["n_lr"])
+
+    def scan(n_jobs):
+        return LearningRateScan(
+            est, learning_rates=c, normalize=True, n_jobs=n_jobs, engine="per_run"
+        ).fit(X, Y)
+
+    def serial_1():
+        with blas_threads(1):
+            scan(1)
+
+    def serial_default():
+        scan(1)
+
+    def parallel_2():
+        # one BLAS thread per worker: 2 workers x 1 thread on 2 cores
+        with parallel_config(backend="loky", inner_max_num_threads=1):
+            scan(2)
+
+    parallel_2()  # start the worker processes once, as a session would
+    best, samples = interleaved_min(
+        {
+            "n_jobs=1, 1 BLAS thread": serial_1,
+            "n_jobs=1, default BLAS threads": serial_default,
+            "n_jobs=2, 1 BLAS thread each": parallel_2,
+        },
+        cfg["repeats"],
+    )
+    t1 = best["n_jobs=1, 1 BLAS thread"]
+    td = best["n_jobs=1, default BLAS threads"]
+    t2 = best["n_jobs=2, 1 BLAS thread each"]
+    load = os.getloadavg()[0]
+    tag = f"{cfg['n_lr']} learning rates x {cfg['max_iter']} steps"
+    rows = [
+        row(
+            f"Parallel MLP scan, n_jobs=2 vs n_jobs=1 ({tag})",
+            _fmt_time(t2),
+            _fmt_time(t1),
+            f"{t1 / t2:.2f}x faster",
+            ">= 1.7x",
+            t1 / t2 >= 1.7,
+            "1 BLAS thread per process in both (threadpoolctl / "
+            "inner_max_num_threads=1); loky workers started before timing",
+        ),
+        row(
+            f"Parallel MLP scan, n_jobs=2 vs n_jobs=1 with default BLAS ({tag})",
+            _fmt_time(t2),
+            _fmt_time(td),
+            f"{td / t2:.2f}x faster",
+            "report",
+            None,
+            f"what a user without thread limits gets; load average {load:.2f}",
+        ),
+    ]
+    return rows, {"config": cfg, "seconds": samples, "min_seconds": best}
+
+
+# --------------------------------------------------------------------------
+# 5. Memory
+# --------------------------------------------------------------------------
+def _traced_peak(fn):
+    """``(result, peak bytes)`` of numpy and Python allocations during ``fn``."""
+    gc.collect()
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        base = tracemalloc.get_traced_memory()[0]
+        out = fn()
+        peak = tracemalloc.get_traced_memory()[1] - base
+    finally:
+        tracemalloc.stop()
+    return out, peak
+
+
+def _nbytes(obj):
+    if isinstance(obj, np.ndarray):
+        return obj.nbytes
+    if isinstance(obj, dict):
+        return sum(_nbytes(v) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return sum(_nbytes(v) for v in obj)
+    return 0
+
+
+def bench_memory(cfg):
+    """Peak traced memory against what the runs must store."""
+    from sharpsk import MLPRegressor
+    from sharpsk._dynamics import default_tail
+    from sharpsk._scan import LearningRateScan
+    from sharpsk.datasets import load_digits_onehot
+
+    # UV scan: its output, plus the tail window its labelling needs.
+    uv_cfg = {
+        **FULL["uv_scan"],
+        "n_lr": cfg["uv_n_lr"],
+        "n_steps": cfg["uv_n_steps"],
+    }
+    X, y, est, c = _uv_problem(uv_cfg)
+
+    def uv():
+        return LearningRateScan(est, learning_rates=c, normalize=True).fit(X, y)
+
+    scan, uv_peak = _traced_peak(uv)
+    n_lr, n_steps = cfg["uv_n_lr"], cfg["uv_n_steps"]
+    output = _nbytes(scan.results_) + _nbytes(scan.trace_tails_)
+    window = default_tail(n_steps + 1) * n_lr * 2 * 8  # (delta_f, ntk) records
+    full_traces = (n_steps + 1) * n_lr * 2 * 8
+    must = output + window
+
+    # Long MLP run, sharpness every step: traces grow, nothing else should.
+    Xd, Yd = load_digits_onehot(n_samples=cfg["mlp_n_samples"], random_state=0)
+    peaks, stored = {}, {}
+    for n_steps_mlp in cfg["mlp_steps"]:
+        mlp = MLPRegressor(
+            cfg["mlp_hidden"],
+            learning_rate=1.0,
+            lr_units="initial_sharpness",
+            max_iter=n_steps_mlp,
+            sharpness_every=1,
+            sharpness_tol=1e-4,
+            random_state=0,
+        )
+        fitted, peaks[n_steps_mlp] = _traced_peak(lambda mlp=mlp: mlp.fit(Xd, Yd))
+        traces = sum(
+            _nbytes(getattr(fitted, k))
+            for k in (
+                "loss_curve_",
+                "sharpness_trace_",
+                "steps_",
+                "hvp_trace_",
+                "sharpness_converged_",
+            )
+        )
+        stored[n_steps_mlp] = traces
+    short, long = cfg["mlp_steps"]
+    n_params = sum(
+        w.size + b.size for w, b in zip(fitted.coefs_, fitted.intercepts_, strict=True)
+    )
+    acts = cfg["mlp_n_samples"] * (64 + sum(cfg["mlp_hidden"]) + 10) * 8
+    essential = stored[long] + Xd.nbytes + Yd.nbytes + n_params * 8 + acts
+    growth = peaks[long] - peaks[short]
+    trace_growth = stored[long] - stored[short]
+    rows = [
+        row(
+            f"Memory: UV scan peak ({n_lr:.0e} x {n_steps:.0e})",
+            _fmt_bytes(uv_peak),
+            _fmt_bytes(must) + " (output + label window)",
+            f"{uv_peak / must:.2f}x",
+            "<= 2x",
+            uv_peak / must <= 2.0,
+            f"output {_fmt_bytes(output)}, tail window {_fmt_bytes(window)}; "
+            f"full traces would be {_fmt_bytes(full_traces)}",
+        ),
+        row(
+            f"Memory: MLP run peak ({long} steps, sharpness every step)",
+            _fmt_bytes(peaks[long]),
+            _fmt_bytes(essential) + " (data+params+traces+1 pass)",
+            f"{peaks[long] / essential:.2f}x",
+            "report",
+            None,
+            f"P={n_params}, traces {_fmt_bytes(stored[long])}",
+        ),
+        row(
+            f"Memory: MLP peak growth {short} -> {long} steps",
+            _fmt_bytes(growth),
+            _fmt_bytes(trace_growth) + " (trace growth)",
+            f"{growth / trace_growth:.2f}x" if trace_growth else "-",
+            "<= 2x",
+            growth <= 2.0 * trace_growth,
+            "memory grows with the scalar traces only",
+        ),
+    ]
+    details = {
+        "config": cfg,
+        "uv_peak_bytes": uv_peak,
+        "uv_output_bytes": output,
+        "uv_tail_window_bytes": window,
+        "uv_full_traces_bytes": full_traces,
+        "mlp_peak_bytes": peaks,
+        "mlp_trace_bytes": stored,
+        "mlp_essential_bytes": essential,
+        "mlp_n_params": n_params,
+    }
+    return rows, details
+
+
+# --------------------------------------------------------------------------
+# Machine, versions, report
+# --------------------------------------------------------------------------
+def machine_info():
+    """CPU, cores, load, BLAS (threadpoolctl), library versions, commit."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:  # pragma: no cover - not Linux
+        pass
+    info = {
+        "cpu": cpu,
+        "logical_cores": os.cpu_count(),
+        "load_average": list(os.getloadavg()),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "executable": sys.executable,
+    }
+    try:
+        import psutil
+
+        info["physical_cores"] = psutil.cpu_count(logical=False)
+        info["memory_gib"] = round(psutil.virtual_memory().total / 2**30, 1)
+    except ImportError:  # pragma: no cover
+        pass
+    try:
+        import scipy.linalg  # noqa: F401  (load every BLAS the run uses)
+        from threadpoolctl import threadpool_info
+
+        try:
+            import torch  # noqa: F401
+        except ImportError:
+            pass
+
+        info["threadpools"] = [
+            {
+                k: p.get(k)
+                for k in (
+                    "user_api",
+                    "internal_api",
+                    "prefix",
+                    "version",
+                    "num_threads",
+                )
+            }
+            | {"architecture": p.get("architecture")}
+            for p in threadpool_info()
+        ]
+    except ImportError:  # pragma: no cover
+        info["threadpools"] = "threadpoolctl not installed"
+    from importlib.metadata import PackageNotFoundError, version
+
+    versions = {}
+    for name in (
+        "sharpsk",
+        "numpy",
+        "scipy",
+        "scikit-learn",
+        "joblib",
+        "autograd",
+        "threadpoolctl",
+        "psutil",
+        "torch",
+    ):
+        try:
+            versions[name] = version(name)
+        except PackageNotFoundError:
+            versions[name] = "not installed"
+    info["versions"] = versions
+    try:
+        info["git_commit"] = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=HERE,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):  # pragma: no cover
+        info["git_commit"] = "?"
+    return info
+
+
+BENCHMARKS = {
+    "uv_scan": bench_uv_scan,
+    "hvp": bench_hvp,
+    "sharpness": bench_sharpness,
+    "parallel": bench_parallel,
+    "memory": bench_memory,
+}
+
+
+def _met(value):
+    return {True: "yes", False: "**no**", None: "-"}[value]
+
+
+def render_markdown(report):
+    """The RESULTS.md text of a report dict (see :func:`run`)."""
+    m = report["machine"]
+    lines = [
+        "# sharpsk benchmark results",
+        "",
+        "Generated by `python benchmarks/run.py"
+        + (" --quick" if report["quick"] else "")
+        + "`; see [README.md](README.md) for what each line measures.  Every "
+        "time is the minimum over interleaved repeats in one process; ratios "
+        "compare numbers from the same run.",
+        "",
+        "| benchmark | measured | reference | ratio | target | met? |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in report["rows"]:
+        lines.append(
+            f"| {r['benchmark']} | {r['measured']} | {r['reference']} | "
+            f"{r['ratio']} | {r['target']} | {_met(r['met'])} |"
+        )
+    lines += ["", "Notes:", ""]
+    for r in report["rows"]:
+        if r["note"]:
+            lines.append(f"- *{r['benchmark']}*: {r['note']}")
+    threads = m.get("threadpools")
+    blas = (
+        "; ".join(
+            f"{p['internal_api']} {p['version']} ({p['prefix']}, {p['architecture']},"
+            f" {p['num_threads']} threads)"
+            for p in threads
+        )
+        if isinstance(threads, list)
+        else threads
+    )
+    lines += [
+        "",
+        "## Machine",
+        "",
+        f"- CPU: {m['cpu']}, {m['logical_cores']} logical cores"
+        + (f", {m['physical_cores']} physical" if "physical_cores" in m else "")
+        + (f", {m['memory_gib']} GiB" if "memory_gib" in m else ""),
+        "- Load average (1, 5, 15 min) at start: "
+        + ", ".join(f"{x:.2f}" for x in m["load_average"])
+        + "; at end: "
+        + ", ".join(f"{x:.2f}" for x in report["load_average_end"]),
+        f"- Thread pools (threadpoolctl): {blas}",
+        f"- Platform: {m['platform']}, Python {m['python']}, commit {m['git_commit']}",
+        "- Versions: " + ", ".join(f"{k} {v}" for k, v in m["versions"].items()),
+        f"- Wall time of the whole run: {report['wall_seconds']:.0f} s",
+        "",
+        "Raw numbers: [results.json](results.json).",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def run(names=None, *, quick=False, configs=None, out_dir=None, echo=print):
+    """Run benchmarks in this process and write RESULTS.md and results.json.
+
+    Parameters
+    ----------
+    names : list of str, default=None
+        Benchmarks to run (keys of ``BENCHMARKS``); None runs all.
+    quick : bool, default=False
+        Use the ``QUICK`` sizes.
+    configs : dict, default=None
+        Per-benchmark configuration overrides (merged over FULL/QUICK).
+    out_dir : path-like, default=None
+        Where to write the files (None: this folder); False: do not write.
+    echo : callable, default=print
+        Progress output.
+
+    Returns
+    -------
+    report : dict
+        ``rows``, ``details``, ``machine``, ``wall_seconds``, ``markdown``.
+    """
+    base = QUICK if quick else FULL
+    names = list(BENCHMARKS) if names is None else list(names)
+    machine = machine_info()
+    start = time.perf_counter()
+    rows, details = [], {}
+    for name in names:
+        cfg = {**base[name], **(configs or {}).get(name, {})}
+        echo(f"[benchmarks] {name} ...")
+        t0 = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            r, d = BENCHMARKS[name](cfg)
+        d["wall_seconds"] = time.perf_counter() - t0
+        echo(f"[benchmarks] {name} done in {d['wall_seconds']:.1f} s")
+        for line in r:
+            echo(f"    {line['benchmark']}: {line['ratio']} (target {line['target']})")
+        rows += r
+        details[name] = d
+    report = {
+        "quick": quick,
+        "rows": rows,
+        "details": details,
+        "machine": machine,
+        "load_average_end": list(os.getloadavg()),
+        "wall_seconds": time.perf_counter() - start,
+    }
+    report["markdown"] = render_markdown(report)
+    if out_dir is not False:
+        out = Path(out_dir) if out_dir is not None else HERE
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "RESULTS.md").write_text(report["markdown"])
+        raw = {k: v for k, v in report.items() if k != "markdown"}
+        (out / "results.json").write_text(json.dumps(raw, indent=1, default=_json))
+    return report
+
+
+def _json(obj):
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    return str(obj)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes")
+    parser.add_argument(
+        "--only", nargs="+", choices=list(BENCHMARKS), help="run only these"
+    )
+    parser.add_argument("--out", default=None, help="output folder (default: here)")
+    args = parser.parse_args(argv)
+    report = run(args.only, quick=args.quick, out_dir=args.out)
+    print(f"[benchmarks] total {report['wall_seconds']:.0f} s; wrote RESULTS.md")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
