@@ -412,13 +412,16 @@ class LearningRateScan(MetaEstimatorMixin, BaseEstimator):
     learning_rates : array-like of shape (n_learning_rates,)
         Positive learning rates ``eta``, or values of ``c = eta * lambda_H0``
         with ``normalize``.
-    normalize : False or "initial_sharpness", default=False
-        With ``"initial_sharpness"`` (or ``True``), ``learning_rates`` are
-        ``c = eta * lambda_H0`` and each run uses ``eta = c / lambda_H0``
-        with ``lambda_H0`` the initial sharpness of its initialization.  An
-        estimator with ``lr_units="initial_sharpness"`` (see
-        :class:`~sharpsk.MLPRegressor`) is scanned the same way; its runs get
-        ``eta`` with ``lr_units="absolute"``.
+    normalize : False, "initial_sharpness" or "critical", default=False
+        Units of ``learning_rates``.  With ``"initial_sharpness"`` (or
+        ``True``) they are ``c = eta * lambda_H0`` and each run uses ``eta = c /
+        lambda_H0`` with ``lambda_H0`` the initial sharpness of its
+        initialization; with ``"critical"`` they are ``eta / eta_c`` (the
+        estimator's ``critical_learning_rate_``: a UVRegressor on one example).
+        With ``False``, an estimator's own ``lr_units`` (see
+        :class:`~sharpsk.UVRegressor`, :class:`~sharpsk.MLPRegressor`) set the
+        units.  Either way the runs get ``eta`` itself (``lr_units="absolute"``)
+        and ``results_["learning_rate"]`` holds it.
     param_name : str, default=None
         A second estimator parameter to scan (``"width"``, ``"init_scale"``,
         ``"parameterization"``, ...) for phase diagrams.
@@ -537,7 +540,7 @@ class LearningRateScan(MetaEstimatorMixin, BaseEstimator):
     _parameter_constraints: dict = {
         "estimator": [HasMethods(["fit"])],
         "learning_rates": ["array-like"],
-        "normalize": ["boolean", StrOptions({"initial_sharpness"})],
+        "normalize": ["boolean", StrOptions({"initial_sharpness", "critical"})],
         "param_name": [str, None],
         "param_values": ["array-like", None],
         "engine": [StrOptions({"auto", "batched", "per_run"})],
@@ -742,8 +745,21 @@ class LearningRateScan(MetaEstimatorMixin, BaseEstimator):
         run_val = np.repeat(np.arange(n_val), n_lr)
         lam0, eta_c = self._initial_sharpness(X, y, values, seeds, run_val)
         grid = np.tile(lrs, n_val)
-        estimator_units = self.estimator.get_params().get("lr_units", "absolute")
-        if self.normalize or estimator_units == "initial_sharpness":
+        units = self.normalize
+        if units is True:
+            units = "initial_sharpness"
+        elif not units:  # the estimator's own units, if it has any
+            units = self.estimator.get_params().get("lr_units", "absolute")
+        if units == "critical":
+            eta = grid * eta_c
+            if not np.all(np.isfinite(eta) & (eta > 0)):
+                raise ValueError(
+                    "normalize='critical' needs a critical learning rate "
+                    "(critical_learning_rate_ of a UVRegressor on one example); "
+                    f"{type(self.estimator).__name__} gave {np.unique(eta_c).tolist()}."
+                )
+            c = eta * lam0
+        elif units == "initial_sharpness":
             c = grid
             with np.errstate(divide="ignore"):
                 eta = grid / lam0

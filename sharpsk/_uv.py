@@ -114,7 +114,15 @@ class UVRegressor(RegressorMixin, BaseEstimator):
         Number of hidden units ``n``.
     learning_rate : float, default=0.1
         Gradient-descent step size ``eta`` (per-layer learning-rate scales of
-        the parameterization are applied on top of it).
+        the parameterization are applied on top of it), in the units of
+        ``lr_units``.
+    lr_units : {"absolute", "initial_sharpness", "critical"}, default="absolute"
+        ``"absolute"``: ``learning_rate`` is ``eta``.  ``"initial_sharpness"``:
+        it is ``c = eta * lambda_H0`` (``eta = learning_rate /
+        initial_sharpness_``; 2 is the linear-stability edge at
+        initialization).  ``"critical"``: it is ``eta / eta_c`` with ``eta_c =
+        1 / (sqrt(kappa) |y|)`` (single example only; above 1 no minimum is
+        stable).  The step size used is ``learning_rate_``.
     max_iter : int, default=1000
         Number of gradient-descent steps (0 records the initialization only).
     parameterization : {"ntk", "sp", "mup"} or ParameterizationTransformer, \
@@ -152,6 +160,9 @@ class UVRegressor(RegressorMixin, BaseEstimator):
         ``f - y`` on a single example; the root mean squared residual otherwise.
     steps_ : ndarray of shape (n_records,)
         Gradient-descent step of each record (0 is the initialization).
+    learning_rate_ : float
+        The step size ``eta`` used (``learning_rate`` converted from
+        ``lr_units``).
     n_iter_ : int
         Steps completed (fewer than ``max_iter`` only when diverged).
     diverged_ : bool
@@ -217,6 +228,7 @@ class UVRegressor(RegressorMixin, BaseEstimator):
     _parameter_constraints: dict = {
         "width": [Interval(Integral, 1, None, closed="left")],
         **GD_PARAMETER_CONSTRAINTS,
+        "lr_units": [StrOptions({"absolute", "initial_sharpness", "critical"})],
         "record_every": [Interval(Integral, 1, None, closed="left")],
         "engine": [StrOptions({"auto", "function", "parameter"})],
         "sharpness_tol": [Interval(Real, 0, 1, closed="neither")],
@@ -227,6 +239,7 @@ class UVRegressor(RegressorMixin, BaseEstimator):
         width=100,
         *,
         learning_rate=0.1,
+        lr_units="absolute",
         max_iter=1000,
         parameterization="ntk",
         init_scale=1.0,
@@ -238,6 +251,7 @@ class UVRegressor(RegressorMixin, BaseEstimator):
     ):
         self.width = width
         self.learning_rate = learning_rate
+        self.lr_units = lr_units
         self.max_iter = max_iter
         self.parameterization = parameterization
         self.init_scale = init_scale
@@ -308,6 +322,7 @@ class UVRegressor(RegressorMixin, BaseEstimator):
         U, v, s, c = self._initialize(X.shape[1])
         s_eff, root_c = s * c, np.sqrt(c)
         U, v = U / root_c, v / root_c
+        self.learning_rate_ = self._step_size(U, v, X, y, s_eff)
         run = (self._fit_function if engine == "function" else self._fit_parameter)(
             U, v, X, y, s_eff
         )
@@ -336,16 +351,47 @@ class UVRegressor(RegressorMixin, BaseEstimator):
             )
         return self
 
+    def _step_size(self, U, v, X, y, s):
+        """``eta`` from ``learning_rate`` in the units of ``lr_units``."""
+        if self.lr_units == "absolute":
+            return float(self.learning_rate)
+        if X.shape[0] == 1:
+            df, ntk, kappa = uv_function_state(U, v, X[0], y[0], s)
+            if self.lr_units == "critical":
+                scale = np.sqrt(kappa) * abs(y[0])
+                if not scale > 0:
+                    raise ValueError(
+                        "lr_units='critical' needs a non-zero target and input "
+                        f"(eta_c = 1 / (sqrt(kappa) |y|) with kappa={kappa:g}, "
+                        f"y={y[0]:g})."
+                    )
+                return float(self.learning_rate / scale)
+            lam0 = uv_sharpness(df, ntk, kappa, y[0])
+        elif self.lr_units == "critical":
+            raise ValueError(
+                "lr_units='critical' needs a single training example (eta_c is "
+                f"defined for one example); got n_samples={X.shape[0]}."
+            )
+        else:
+            r, A = uv_residual(U, v, X, y, s)
+            lam0 = self._sharpness(U, v, X, r, A, s, None)[0]
+        if not lam0 > 0:
+            raise ValueError(
+                "lr_units='initial_sharpness' needs a positive initial sharpness; "
+                f"got {lam0:g}."
+            )
+        return float(self.learning_rate / lam0)
+
     def _fit_function(self, U, v, X, y, s):
         """Exact function-space run on one example, weights rebuilt at the end."""
         x, y0 = X[0], y[0]
         df0, ntk0, kappa = uv_function_state(U, v, x, y0, s)
-        sim = uv_simulate(df0, ntk0, self.learning_rate, kappa, y0, self.max_iter)
+        sim = uv_simulate(df0, ntk0, self.learning_rate_, kappa, y0, self.max_iter)
         n_iter = int(sim["n_iter"])
         df, ntk = sim["delta_f"][: n_iter + 1], sim["ntk"][: n_iter + 1]
         # Weights: (Ux, v) evolve by a product of 2x2 maps; U moves along x only.
         xx = x @ x
-        M = _span_transfer(df[:n_iter], self.learning_rate * s, xx)
+        M = _span_transfer(df[:n_iter], self.learning_rate_ * s, xx)
         a0 = U @ x
         a, v_new = M[0, 0] * a0 + M[0, 1] * v, M[1, 0] * a0 + M[1, 1] * v
         U_new = U + np.outer(a - a0, x / xx) if xx > 0 else U
@@ -364,7 +410,7 @@ class UVRegressor(RegressorMixin, BaseEstimator):
 
     def _fit_parameter(self, U, v, X, y, s):
         """Parameter-space gradient descent (any number of examples)."""
-        eta, n_samples = self.learning_rate, X.shape[0]
+        eta, n_samples = self.learning_rate_, X.shape[0]
         single = n_samples == 1
         steps = recorded_steps(self.max_iter, self.record_every)
         traces = {k: np.full(len(steps), np.nan) for k in ("res", "ntk", "sh", "loss")}

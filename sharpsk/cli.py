@@ -192,14 +192,15 @@ def _uv_problem(n_features, width, init_scale, random_state=0, **params):
     return est, X, y
 
 
-def _critical_learning_rate(est, X, y):
-    from sklearn.base import clone
+def _table(scan):
+    """The scan's results as a DataFrame, with eta / eta_c when it is defined."""
+    import pandas as pd
 
-    fitted = clone(est).set_params(max_iter=0).fit(X, y)
-    eta_c = getattr(fitted, "critical_learning_rate_", np.nan)
-    if not np.isfinite(eta_c):
-        raise _Fail("--units critical needs the UV model on one example")
-    return eta_c
+    frame = pd.DataFrame(scan.results_)
+    eta_c = frame["critical_learning_rate"]
+    if np.isfinite(eta_c).all():
+        frame.insert(1, "eta_over_eta_c", frame["learning_rate"] / eta_c)
+    return frame
 
 
 def _summary(frame, x):
@@ -235,13 +236,15 @@ def run_demo(args):
     est, X, y = _uv_problem(
         DEMO["n_features"], DEMO["width"], DEMO["init_scale"], max_iter=args.steps
     )
-    eta_c = _critical_learning_rate(est, X, y)
     ratios = np.linspace(DEMO["ratio_min"], DEMO["ratio_max"], args.n_rates)
     scan = LearningRateScan(
-        est, learning_rates=ratios * eta_c, progress=not args.no_progress
+        est,
+        learning_rates=ratios,
+        normalize="critical",
+        progress=not args.no_progress,
     ).fit(X, y)
-    frame = pd.DataFrame(scan.results_)
-    frame.insert(1, "eta_over_eta_c", frame["learning_rate"] / eta_c)
+    frame = _table(scan)
+    eta_c = frame["critical_learning_rate"].iloc[0]
     frame.to_csv(out / "scan.csv", index=False)
     tails = pd.DataFrame(scan.trace_tails_)
     tails.to_csv(out / "trace_tails.csv", index=False)
@@ -340,11 +343,7 @@ def run_scan(args):
     est, X, y = _scan_problem(args)
     space = np.geomspace if args.log else np.linspace
     rates = space(args.lr_min, args.lr_max, args.n_rates)
-    normalize = False
-    if args.units == "critical":
-        rates = rates * _critical_learning_rate(est, X, y)
-    elif args.units == "initial_sharpness":
-        normalize = "initial_sharpness"
+    normalize = False if args.units == "absolute" else args.units
     t0 = time.perf_counter()
     scan = LearningRateScan(
         est,
@@ -356,11 +355,13 @@ def run_scan(args):
         memory=args.cache,
         progress=not args.no_progress,
     ).fit(X, y)
-    frame = pd.DataFrame(scan.results_)
+    frame = _table(scan)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     frame.to_csv(out, index=False)
-    x = "c" if normalize else "learning_rate"
+    x = {"critical": "eta_over_eta_c", "initial_sharpness": "c"}.get(
+        normalize, "learning_rate"
+    )
     if args.param_name is None:
         print(_summary(frame, x))
     else:
@@ -383,7 +384,7 @@ def _scan_plot(scan, frame, args):
 
     from . import plotting
 
-    normalize = "initial_sharpness" if args.units == "initial_sharpness" else None
+    normalize = None if args.units == "absolute" else args.units
     fig, ax = plt.subplots(figsize=(8, 5))
     if args.param_name is not None:
         plotting.plot_phase_diagram(

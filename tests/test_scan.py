@@ -502,3 +502,29 @@ def test_estimator_lr_units_mean_normalized_scan():
         [0.5, 1.5],
         rtol=1e-12,
     )
+
+
+def test_normalize_critical_units():
+    """normalize='critical' and UVRegressor(lr_units='critical') scan eta/eta_c."""
+    X, y = np.ones((1, 4)) / 2.0, np.array([1.0])
+    uv = UVRegressor(width=512, init_scale=0.1, max_iter=1500, random_state=0)
+    ratios = np.array([0.5, 1.1, 1.25, 1.5, 2.1])
+    eta_c = clone(uv).set_params(max_iter=0).fit(X, y).critical_learning_rate_
+    ref = LearningRateScan(uv, learning_rates=ratios * eta_c, progress=False)
+    ref.fit(X, y)
+    by_normalize = LearningRateScan(
+        uv, learning_rates=ratios, normalize="critical", progress=False
+    ).fit(X, y)
+    by_units = LearningRateScan(
+        clone(uv).set_params(lr_units="critical"),
+        learning_rates=ratios,
+        progress=False,
+    ).fit(X, y)
+    for scan in (by_normalize, by_units):
+        assert_allclose(scan.results_["learning_rate"], ratios * eta_c, rtol=1e-15)
+        assert scan.labels_.tolist() == ref.labels_.tolist()
+    assert ref.labels_.tolist() == ["converge", "eos", "periodic", "chaotic", "diverge"]
+    with pytest.raises(ValueError, match="critical"):
+        LearningRateScan(
+            uv, learning_rates=[1.0], normalize="critical", progress=False
+        ).fit(np.ones((2, 4)), np.ones(2))

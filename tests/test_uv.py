@@ -242,3 +242,25 @@ def test_bad_data_errors(rng):
     est.fit(X, y)
     with pytest.raises(ValueError, match="features"):
         est.predict(rng.normal(size=(2, 5)))
+
+
+def test_learning_rate_units():
+    """lr_units converts learning_rate to eta exactly, on one or many examples."""
+    X, y = _one_example(y=2.0)
+    base = UVRegressor(64, max_iter=200, init_scale=0.2, random_state=0)
+    init = clone(base).set_params(max_iter=0).fit(X, y)
+    eta_c, lam0 = init.critical_learning_rate_, init.initial_sharpness_
+    crit = clone(base).set_params(learning_rate=1.1, lr_units="critical").fit(X, y)
+    absolute = clone(base).set_params(learning_rate=1.1 * eta_c).fit(X, y)
+    assert crit.learning_rate_ == pytest.approx(1.1 * eta_c, rel=1e-15)
+    assert_allclose(crit.sharpness_trace_, absolute.sharpness_trace_, rtol=1e-12)
+    rel = clone(base).set_params(learning_rate=1.5, lr_units="initial_sharpness")
+    assert rel.fit(X, y).learning_rate_ * lam0 == pytest.approx(1.5, rel=1e-15)
+
+    rng = np.random.default_rng(0)
+    Xm, ym = rng.normal(size=(6, 3)), rng.normal(size=6)
+    multi = UVRegressor(5, max_iter=5, random_state=0, lr_units="initial_sharpness")
+    multi.set_params(learning_rate=1.0).fit(Xm, ym)
+    assert multi.learning_rate_ * multi.initial_sharpness_ == pytest.approx(1.0, 1e-6)
+    with pytest.raises(ValueError, match="lr_units='critical'"):
+        multi.set_params(lr_units="critical").fit(Xm, ym)
