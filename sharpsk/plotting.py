@@ -27,7 +27,7 @@ from collections.abc import Mapping
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-from matplotlib.colors import BoundaryNorm, ListedColormap
+from matplotlib.colors import BoundaryNorm, ListedColormap, to_rgba_array
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from sklearn.exceptions import NotFittedError
@@ -161,6 +161,13 @@ def _label_colors(values, palette, func, hue):
         )
     order = [k for k in colors if k in set(present)]
     return {k: colors[k] for k in order}
+
+
+def _label_rgba(labels, colors):
+    """RGBA row per label: one colour conversion per distinct label, not per point."""
+    table = to_rgba_array(list(colors.values()))
+    codes = pd.Categorical(np.asarray(labels, dtype=object), categories=list(colors))
+    return table[codes.codes]
 
 
 def _label_legend(ax, colors, title, marker=None, **kwargs):
@@ -550,7 +557,7 @@ def plot_bifurcation(
         kwargs.setdefault("color", "k")
     else:
         colors = _label_colors(frame[hue], palette, func, hue)
-        kwargs["c"] = [colors[v] for v in frame[hue].to_numpy(dtype=object)[keep]]
+        kwargs["c"] = _label_rgba(frame[hue].to_numpy(dtype=object)[keep], colors)
     if rasterized is None:
         rasterized = int(keep.sum()) > 5000
     points = ax.scatter(xv[keep], yv[keep], rasterized=rasterized, **kwargs)
@@ -839,7 +846,7 @@ def plot_lyapunov(
     else:
         labels = frame[hue].to_numpy(dtype=object)[keep]
         colors = _label_colors(labels, palette, func, hue)
-        kwargs["c"] = [colors[v] for v in labels]
+        kwargs["c"] = _label_rgba(labels, colors)
     points = ax.scatter(xv[keep], yv[keep], **kwargs)
     points.set_gid("points")
     if hue is not None and keep.any():
