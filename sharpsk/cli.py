@@ -205,7 +205,7 @@ def _table(scan):
 
 def _summary(frame, x):
     """Contiguous runs of one label along ``x``, as printable lines."""
-    lines = [f"{'label':<10} {'from':>10} {'to':>10} {'runs':>6}"]
+    lines = [f"{'label':<10} {'from':>10} {'to':>10} {'runs':>6}   ({x})"]
     labels, xs = frame["label"].to_numpy(), frame[x].to_numpy()
     start = 0
     for i in range(1, len(labels) + 1):
@@ -276,7 +276,7 @@ def run_demo(args):
         f"{args.n_rates} learning rates x {args.steps} steps, eta_c = {eta_c:.4g}, "
         f"{elapsed:.1f} s"
     )
-    print(_summary(frame, "eta_over_eta_c").replace("from", "eta/eta_c"))
+    print(_summary(frame, "eta_over_eta_c"))
     print(
         f"wrote {out / 'scan.csv'}, {out / 'trace_tails.csv'}, "
         f"{out / 'route_to_chaos.png'}, {out / 'sharpness_traces.png'}"
