@@ -264,3 +264,21 @@ def test_learning_rate_units():
     assert multi.learning_rate_ * multi.initial_sharpness_ == pytest.approx(1.0, 1e-6)
     with pytest.raises(ValueError, match="lr_units='critical'"):
         multi.set_params(lr_units="critical").fit(Xm, ym)
+
+
+def test_pipeline_with_parameterization_transformer(rng):
+    """Transformer + estimator = the textbook NTK first layer W x / sqrt(d)."""
+    from sklearn.pipeline import make_pipeline
+
+    from sharpsk import ParameterizationTransformer
+
+    X, y = rng.normal(size=(6, 9)), rng.normal(size=6)
+    uv = UVRegressor(16, learning_rate=0.2, max_iter=20, random_state=0)
+    pipe = make_pipeline(ParameterizationTransformer("ntk"), uv).fit(X, y)
+    direct = clone(uv).fit(X / 3.0, y)
+    fitted = pipe[-1]
+    assert_allclose(fitted.sharpness_trace_, direct.sharpness_trace_, rtol=1e-12)
+    assert_allclose(pipe.predict(X), direct.predict(X / 3.0), rtol=1e-12)
+    # f = s v^T U x / sqrt(d) with s = 1 / sqrt(width) and U, v ~ N(0, 1).
+    manual = (X / 3.0) @ fitted.U_.T @ fitted.v_ / 4.0
+    assert_allclose(pipe.predict(X), manual, rtol=1e-12)
