@@ -533,7 +533,9 @@ class MLPRegressor(RegressorMixin, BaseEstimator):
         Seeds the initialization, the measurement batch, the tangent vector and
         the SGD shuffles.
     verbose : int, default=0
-        Print a one-line summary of each fit when positive.
+        Print a one-line summary of each fit when positive, and from 2 on also
+        a progress line (step, loss, ``learning_rate_ * lambda_H``) every tenth
+        of the run.
 
     Attributes
     ----------
@@ -782,6 +784,7 @@ class MLPRegressor(RegressorMixin, BaseEstimator):
             compute_ntk=self.compute_ntk,
             compute_lyapunov=self.compute_lyapunov,
             rng=rng,
+            report_every=max(1, self.max_iter // 10) if self.verbose >= 2 else 0,
         )
         params = run.pop("params")
         for name, value in run.items():
@@ -867,8 +870,12 @@ def _gd_run(
     compute_ntk,
     compute_lyapunov,
     rng,
+    report_every=0,
 ):
-    """The gradient-descent loop of :class:`MLPRegressor` (see its docstring)."""
+    """The gradient-descent loop of :class:`MLPRegressor` (see its docstring).
+
+    ``report_every > 0`` prints a progress line every that many steps.
+    """
     n_samples = X.shape[0]
     rng_measure, rng_tangent, rng_shuffle = _streams(rng)
     measure_idx = None
@@ -923,6 +930,12 @@ def _gd_run(
                         f"sharpness, got {float(sharp[0])!r}."
                     )
                 eta = learning_rate / sharp[0]
+            if report_every and t % report_every == 0:
+                print(
+                    f"[MLPRegressor] step {t}/{max_iter}: loss={point['loss']:.6g}, "
+                    f"eta*lambda_H={eta * sharp[rec - 1]:.4g} (step {steps[rec - 1]})",
+                    flush=True,
+                )
             if t == max_iter:
                 break
             step_point = point

@@ -557,3 +557,16 @@ def test_bad_data_errors():
     est.fit(np.ones((3, 2)), np.ones(3))
     with pytest.raises(ValueError, match="features"):
         est.predict(np.ones((2, 5)))
+
+
+def test_verbose_reports_progress(capsys):
+    X, Y = load_digits_onehot(n_samples=40, random_state=0)
+    MLPRegressor((4,), max_iter=20, sharpness_every=5, verbose=2, random_state=0).fit(
+        X, Y
+    )
+    lines = capsys.readouterr().out.strip().splitlines()
+    progress = [line for line in lines if "step " in line and "/20:" in line]
+    assert [line.split()[2] for line in progress] == [
+        f"{t}/20:" for t in range(0, 21, 2)
+    ]
+    assert lines[-1].startswith("[MLPRegressor] steps=20")
