@@ -29,6 +29,10 @@ from ._maps import _UVStepper, divergence_bound, uv_sharpness
 
 __all__ = ["LearningRateScan"]
 
+# Runs iterated together by the batched UV engine: one cache entry and one
+# progress update each.  Results do not depend on it (runs are independent).
+_BATCH_BLOCK = 4096
+
 # Keys of ``results_`` holding one number per run, in a stable order.
 _RESULT_KEYS = (
     "learning_rate",
@@ -458,7 +462,7 @@ class LearningRateScan(MetaEstimatorMixin, BaseEstimator):
             default=None
         Caches every finished run (a directory path or a ``joblib.Memory``),
         so an interrupted scan, rerun, recomputes only the missing runs.  A
-        batched UV scan is cached as a whole.
+        batched UV scan is cached in blocks of up to 4096 runs.
     progress : bool or "auto", default="auto"
         Write a one-line progress report to stderr; ``"auto"`` does so when
         stderr is a terminal.
@@ -498,7 +502,8 @@ class LearningRateScan(MetaEstimatorMixin, BaseEstimator):
     n_runs_ : int
         Number of runs.
     n_cached_ : int
-        Runs (or batches) found in ``memory`` instead of computed.
+        Runs (per-run engine) or blocks of runs (batched engine) found in
+        ``memory`` instead of computed.
     n_warnings_ : int
         Total number of warnings silenced during the fits (exact for
         sequential and process-based backends; thread-based backends may lose
@@ -894,8 +899,16 @@ class LearningRateScan(MetaEstimatorMixin, BaseEstimator):
         self.n_cached_ = 0
         bar = _Progress(n_runs, show)
         runs, tails = {}, [None] * n_runs
-        for (max_iter, every), index in schedule.items():
-            index = np.asarray(index)
+        # Blocks of runs: each is cached on its own (an interrupted scan keeps its
+        # finished blocks) and advances the progress line.
+        blocks = [
+            (key, block)
+            for key, index in schedule.items()
+            for block in np.array_split(
+                np.asarray(index), -(-len(index) // _BATCH_BLOCK)
+            )
+        ]
+        for (max_iter, every), index in blocks:
             args = (
                 state["delta_f0"][index],
                 state["ntk0"][index],

@@ -528,3 +528,40 @@ def test_normalize_critical_units():
         LearningRateScan(
             uv, learning_rates=[1.0], normalize="critical", progress=False
         ).fit(np.ones((2, 4)), np.ones(2))
+
+
+def test_batched_scan_caches_blocks(tmp_path, monkeypatch):
+    """A batched scan interrupted after its first block resumes from it."""
+    import sharpsk._scan as scan_module
+
+    monkeypatch.setattr(scan_module, "_BATCH_BLOCK", 4)
+    X, y = np.ones((1, 4)) / 2.0, np.array([1.0])
+    uv = UVRegressor(width=64, init_scale=0.1, max_iter=300, random_state=0)
+    rates = np.linspace(0.5, 1.5, 10)
+
+    def make_scan(memory=None):
+        return LearningRateScan(
+            uv,
+            learning_rates=rates,
+            normalize="critical",
+            memory=memory,
+            progress=False,
+        )
+
+    ref = make_scan().fit(X, y)
+
+    def interrupt(self, n=1):  # Ctrl-C once the first block is done (and cached)
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(scan_module._Progress, "update", interrupt)
+        with pytest.raises(KeyboardInterrupt):
+            make_scan(str(tmp_path)).fit(X, y)
+    resumed = make_scan(str(tmp_path)).fit(X, y)
+    assert resumed.engine_ == "batched"
+    assert resumed.n_cached_ == 1  # of the blocks of 4, 3 and 3 runs
+    again = make_scan(str(tmp_path)).fit(X, y)
+    assert again.n_cached_ == 3
+    for key in ("learning_rate", "label", "period", "lyapunov", "final_loss"):
+        assert_array_equal(resumed.results_[key], ref.results_[key])
+        assert_array_equal(again.results_[key], ref.results_[key])
