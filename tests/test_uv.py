@@ -129,7 +129,6 @@ def test_parameter_engine_is_plain_gradient_descent(rng):
     est = UVRegressor(
         width, learning_rate=eta, max_iter=steps, parameterization="mup", random_state=4
     )
-    U, v = np.random.RandomState(4).normal(size=(width, 2)), None
     est0 = clone(est).set_params(max_iter=0).fit(X, y)
     U, v, s = est0.U_, est0.v_, est0.output_scale_
     assert s == pytest.approx(1 / width)
