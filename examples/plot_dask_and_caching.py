@@ -48,12 +48,11 @@ mlp = MLPRegressor(
 c_values = np.linspace(0.25, 3.0, 12)
 # In networks eta * lambda_H hovers a little *above* 2 at the edge of
 # stability (here up to ~2.4 at the largest stable learning rates, as in
-# Cohen et al. 2021): widen the band of tail means labelled "eos" from the
-# default (1.75, 2.25), which suits the UV model's orbits.
+# Cohen et al. 2021); the default band of tail means labelled "eos",
+# eos_band=(1.75, 2.5), allows for it.
 # n_tail_points: keep the last 8 records (80 steps) of each run for the plot.
 SCAN = {
     "normalize": "initial_sharpness",
-    "eos_band": (1.75, 2.5),
     "n_tail_points": 8,
     "progress": False,
 }

@@ -179,7 +179,7 @@ def _analyze_batch(
     *,
     max_period=64,
     rtol=1e-6,
-    eos_band=(1.75, 2.25),
+    eos_band=(1.75, 2.5),
     lyapunov_tol=1e-2,
     contraction=0.1,
 ):
@@ -291,7 +291,7 @@ def classify_run(
     tail=None,
     max_period=64,
     rtol=1e-6,
-    eos_band=(1.75, 2.25),
+    eos_band=(1.75, 2.5),
     lyapunov_tol=1e-2,
     contraction=0.1,
 ):
@@ -348,7 +348,7 @@ def classify_run(
         Longest period looked for.
     rtol : float, default=1e-6
         Relative tolerance of a repeat, and of a loss increase.
-    eos_band : tuple of float, default=(1.75, 2.25)
+    eos_band : tuple of float, default=(1.75, 2.5)
         Range of the tail mean of ``eta * lambda_H`` counted as sitting at the
         edge of stability (rules 3 and 4).
     lyapunov_tol : float, default=1e-2

@@ -444,7 +444,7 @@ class LearningRateScan(MetaEstimatorMixin, BaseEstimator):
         Longest period detected.
     rtol : float, default=1e-6
         Relative tolerance of period detection.
-    eos_band : tuple of float, default=(1.75, 2.25)
+    eos_band : tuple of float, default=(1.75, 2.5)
         Range of the tail mean of ``eta * lambda_H`` counted as sitting at the
         edge of stability (period-2 and aperiodic runs).
     lyapunov_tol : float, default=1e-2
@@ -575,7 +575,7 @@ class LearningRateScan(MetaEstimatorMixin, BaseEstimator):
         tail=None,
         max_period=64,
         rtol=1e-6,
-        eos_band=(1.75, 2.25),
+        eos_band=(1.75, 2.5),
         lyapunov_tol=1e-2,
         n_tail_points=64,
         same_init=True,

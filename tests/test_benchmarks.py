@@ -110,7 +110,7 @@ def test_uv_batched_chunk_size_changes_no_number():
         "tail": None,
         "max_period": 8,
         "rtol": 1e-6,
-        "eos_band": (1.75, 2.25),
+        "eos_band": (1.75, 2.5),
         "lyapunov_tol": 1e-3,
     }
     args = (np.full(n, -10.0), np.full(n, 2.0), eta, 0.01, np.full(n, 10.0), 300, 1)

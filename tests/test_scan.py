@@ -192,7 +192,7 @@ def test_per_run_summary_is_classify_run():
         "tail": None,
         "max_period": 64,
         "rtol": 1e-6,
-        "eos_band": (1.75, 2.25),
+        "eos_band": (1.75, 2.5),
         "lyapunov_tol": 1e-3,
     }
     out = _fit_and_label(
