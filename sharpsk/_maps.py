@@ -173,7 +173,16 @@ class _UVStepper:
 
 
 def uv_simulate(
-    delta_f0, ntk0, eta, kappa, y, n_steps, *, record_every=1, record_from=0
+    delta_f0,
+    ntk0,
+    eta,
+    kappa,
+    y,
+    n_steps,
+    *,
+    record_every=1,
+    record_from=0,
+    output_scale=None,
 ):
     """Iterate :func:`uv_step`, recording states, for one run or a batch.
 
@@ -194,6 +203,12 @@ def uv_simulate(
         First recorded step; recorded steps are
         ``record_from, record_from + record_every, ...  <= n_steps``, and
         always ``n_steps`` (the final state).
+    output_scale : float or None, default=None
+        The UV model's multiplier ``s`` (``kappa = s**2 |x|**2``): also return
+        the 2x2 matrix ``M`` with ``(U x, v)_T = M (U x, v)_0`` over the
+        completed steps.  One GD step maps ``a = U x`` and ``v`` to
+        ``(a - e |x|^2 v, v - e a)`` with ``e = eta s delta_f``, so the weights
+        of a whole run follow from ``M`` without recording every step.
 
     Notes
     -----
@@ -209,7 +224,8 @@ def uv_simulate(
         the state *before* the update of that step (step 0 is the
         initialization, step ``n_steps`` the final state); ``n_iter`` (batch,)
         the number of steps completed with a finite, bounded result;
-        ``diverged`` (batch,) bool.
+        ``diverged`` (batch,) bool; with ``output_scale``, ``transfer``
+        (*batch, 2, 2), the matrix ``M``.
     """
     delta_f0, ntk0, eta, kappa, y = np.broadcast_arrays(
         *(np.asarray(a, dtype=float) for a in (delta_f0, ntk0, eta, kappa, y))
@@ -225,6 +241,12 @@ def uv_simulate(
     n_iter = np.zeros(batch, dtype=np.int64)
     df, ntk = delta_f0.copy(), ntk0.copy()
     stepper = _UVStepper(eta, kappa, y, bound)
+    track = output_scale is not None
+    if track:
+        # Rows of M: the coefficients of (a_0, v_0) in a_t and in v_t.
+        M = np.broadcast_to(np.eye(2), batch + (2, 2)).copy()
+        e_v = eta * output_scale  # e = e_v * delta_f
+        e_a = eta * kappa / output_scale  # e |x|^2 = e_a * delta_f
     next_rec = 0
     with np.errstate(over="ignore", invalid="ignore"):
         for t in range(n_steps + 1):
@@ -234,15 +256,25 @@ def uv_simulate(
                 next_rec += 1
             if t == n_steps:
                 break
+            if track:
+                row_a = M[..., 0, :] - (e_a * df)[..., None] * M[..., 1, :]
+                row_v = M[..., 1, :] - (e_v * df)[..., None] * M[..., 0, :]
             stepper.step(df, ntk, t)
             alive &= np.abs(df) <= bound  # NaN compares False
             if not alive.any():
                 break
             n_iter += alive
-    return {
+            if track:
+                live = alive[..., None]
+                M[..., 0, :] = np.where(live, row_a, M[..., 0, :])
+                M[..., 1, :] = np.where(live, row_v, M[..., 1, :])
+    out = {
         "steps": steps,
         "delta_f": rec_df,
         "ntk": rec_ntk,
         "n_iter": n_iter,
         "diverged": ~alive,
     }
+    if track:
+        out["transfer"] = M
+    return out

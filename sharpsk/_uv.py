@@ -76,29 +76,6 @@ def uv_function_state(U, v, x, y, s):
     )
 
 
-def _span_transfer(delta_f, step_size, xx):
-    """Product of the per-step linear maps acting on ``(U x, v)``.
-
-    For one example, GD moves ``a = U x`` and ``v`` by
-    ``(a, v) <- (a - e |x|^2 v, v - e a)`` with ``e = eta s delta_f_t``, so the
-    whole run is one 2x2 matrix.  It is reduced as a balanced product tree:
-    O(T) flops in O(log T) vectorised numpy calls.
-    """
-    e = step_size * np.asarray(delta_f, dtype=float)
-    mats = np.empty((len(e), 2, 2))
-    mats[:, 0, 0] = 1.0
-    mats[:, 0, 1] = -e * xx
-    mats[:, 1, 0] = -e
-    mats[:, 1, 1] = 1.0
-    if len(mats) == 0:
-        return np.eye(2)
-    while len(mats) > 1:
-        if len(mats) % 2:
-            mats = np.concatenate([mats, np.eye(2)[None]])
-        mats = mats[1::2] @ mats[0::2]  # later steps act after earlier ones
-    return mats[0]
-
-
 class UVRegressor(RegressorMixin, BaseEstimator):
     """Two-layer linear network ``f(x) = s v^T U x`` trained by gradient descent.
 
@@ -386,20 +363,34 @@ class UVRegressor(RegressorMixin, BaseEstimator):
         """Exact function-space run on one example, weights rebuilt at the end."""
         x, y0 = X[0], y[0]
         df0, ntk0, kappa = uv_function_state(U, v, x, y0, s)
-        sim = uv_simulate(df0, ntk0, self.learning_rate_, kappa, y0, self.max_iter)
+        sim = uv_simulate(
+            df0,
+            ntk0,
+            self.learning_rate_,
+            kappa,
+            y0,
+            self.max_iter,
+            record_every=self.record_every,
+            output_scale=s,
+        )
         n_iter = int(sim["n_iter"])
-        df, ntk = sim["delta_f"][: n_iter + 1], sim["ntk"][: n_iter + 1]
-        # Weights: (Ux, v) evolve by a product of 2x2 maps; U moves along x only.
-        xx = x @ x
-        M = _span_transfer(df[:n_iter], self.learning_rate_ * s, xx)
-        a0 = U @ x
+        keep = sim["steps"] <= n_iter  # the finite prefix
+        df, ntk = sim["delta_f"][keep], sim["ntk"][keep]
+        steps = sim["steps"][keep]
+        if steps[-1] != n_iter:  # diverged: the last finite state closes the traces
+            last = uv_simulate(
+                df0, ntk0, self.learning_rate_, kappa, y0, n_iter, record_from=n_iter
+            )
+            df, ntk = np.append(df, last["delta_f"]), np.append(ntk, last["ntk"])
+            steps = np.append(steps, n_iter)
+        # Weights: (Ux, v) evolve by the 2x2 map M; U moves along x only.
+        M = sim["transfer"]
+        a0, xx = U @ x, x @ x
         a, v_new = M[0, 0] * a0 + M[0, 1] * v, M[1, 0] * a0 + M[1, 1] * v
         U_new = U + np.outer(a - a0, x / xx) if xx > 0 else U
-        keep = recorded_steps(n_iter, self.record_every)
-        df, ntk = df[keep], ntk[keep]
         return {
             "weights": (U_new, v_new),
-            "steps_": keep,
+            "steps_": steps,
             "residual_trace_": df,
             "ntk_trace_": ntk,
             "sharpness_trace_": uv_sharpness(df, ntk, kappa, y0),
@@ -410,24 +401,27 @@ class UVRegressor(RegressorMixin, BaseEstimator):
 
     def _fit_parameter(self, U, v, X, y, s):
         """Parameter-space gradient descent (any number of examples)."""
-        eta, n_samples = self.learning_rate_, X.shape[0]
-        single = n_samples == 1
-        steps = recorded_steps(self.max_iter, self.record_every)
-        traces = {k: np.full(len(steps), np.nan) for k in ("res", "ntk", "sh", "loss")}
+        eta, single = self.learning_rate_, X.shape[0] == 1
+        schedule = recorded_steps(self.max_iter, self.record_every)
+        rows, eigvec = [], None  # (step, residual, ntk, sharpness, loss)
+
+        def record(t):
+            nonlocal eigvec
+            if single:
+                df, ntk, kappa = uv_function_state(U, v, X[0], y[0], s)
+                sharp = uv_sharpness(df, ntk, kappa, y[0])
+            else:
+                df, ntk = np.sqrt(np.mean(r * r)), uv_ntk_top(v, X, A, s)
+                sharp, eigvec = self._sharpness(U, v, X, r, A, s, eigvec)
+            rows.append((t, df, ntk, sharp, 0.5 * np.mean(r * r)))
+
         r, A = uv_residual(U, v, X, y, s)
         bound = divergence_bound(np.max(np.abs(r)), np.max(np.abs(y)))
-        eigvec, rec, n_iter, diverged = None, 0, 0, False
+        n_iter, diverged, rec = 0, False, 0
         with np.errstate(over="ignore", invalid="ignore"):
             for t in range(self.max_iter + 1):
-                if rec < len(steps) and steps[rec] == t:
-                    if single:
-                        df, ntk, kappa = uv_function_state(U, v, X[0], y[0], s)
-                        sharp = uv_sharpness(df, ntk, kappa, y[0])
-                    else:
-                        df, ntk = np.sqrt(np.mean(r * r)), uv_ntk_top(v, X, A, s)
-                        sharp, eigvec = self._sharpness(U, v, X, r, A, s, eigvec)
-                    traces["res"][rec], traces["ntk"][rec] = df, ntk
-                    traces["sh"][rec], traces["loss"][rec] = sharp, 0.5 * np.mean(r * r)
+                if rec < len(schedule) and schedule[rec] == t:
+                    record(t)
                     rec += 1
                 if t == self.max_iter:
                     break
@@ -439,13 +433,16 @@ class UVRegressor(RegressorMixin, BaseEstimator):
                     break
                 U, v, r, A = U_new, v_new, r_new, A_new
                 n_iter += 1
+            if rows[-1][0] != n_iter:  # diverged: the last finite state closes them
+                record(n_iter)
+        steps, res, ntk, sharp, loss = (np.array(c) for c in zip(*rows, strict=True))
         return {
             "weights": (U, v),
-            "steps_": steps[:rec],
-            "residual_trace_": traces["res"][:rec],
-            "ntk_trace_": traces["ntk"][:rec],
-            "sharpness_trace_": traces["sh"][:rec],
-            "loss_curve_": traces["loss"][:rec],
+            "steps_": steps.astype(np.int64),
+            "residual_trace_": res,
+            "ntk_trace_": ntk,
+            "sharpness_trace_": sharp,
+            "loss_curve_": loss,
             "n_iter_": n_iter,
             "diverged_": diverged,
         }

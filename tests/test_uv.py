@@ -281,3 +281,49 @@ def test_pipeline_with_parameterization_transformer(rng):
     # f = s v^T U x / sqrt(d) with s = 1 / sqrt(width) and U, v ~ N(0, 1).
     manual = (X / 3.0) @ fitted.U_.T @ fitted.v_ / 4.0
     assert_allclose(pipe.predict(X), manual, rtol=1e-12)
+
+
+@pytest.mark.parametrize("engine", ["function", "parameter"])
+def test_divergence_closes_traces_with_last_finite_state(engine):
+    X, y = _one_example()
+    est = UVRegressor(
+        16,
+        learning_rate=2.0,
+        lr_units="critical",
+        max_iter=400,
+        record_every=7,
+        engine=engine,
+        random_state=0,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DivergenceWarning)
+        est.fit(X, y)
+    assert est.diverged_ and est.n_iter_ % 7 != 0
+    assert_array_equal(est.steps_, list(range(0, est.n_iter_, 7)) + [est.n_iter_])
+    full = clone(est).set_params(record_every=1, engine="function")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DivergenceWarning)
+        full.fit(X, y)
+    assert_allclose(est.sharpness_trace_, full.sharpness_trace_[est.steps_], rtol=1e-9)
+
+
+def test_function_engine_memory_does_not_grow_with_steps():
+    """Only the recorded steps are stored; the weights come from a 2x2 map."""
+    import tracemalloc
+
+    X, y = _one_example()
+    base = UVRegressor(64, init_scale=0.1, random_state=0)
+    eta = 1.3 * clone(base).set_params(max_iter=0).fit(X, y).critical_learning_rate_
+    peaks = []
+    for steps in (1000, 10000):
+        est = clone(base).set_params(
+            learning_rate=eta, max_iter=steps, record_every=steps // 4
+        )
+        est.fit(X, y)  # first-call allocations (validation caches) out of the way
+        tracemalloc.start()
+        est.fit(X, y)
+        peaks.append(tracemalloc.get_traced_memory()[1])
+        tracemalloc.stop()
+        assert not est.diverged_ and len(est.steps_) == 5
+    # Storing every step would add at least 9000 x 2 float64 to the peak.
+    assert peaks[1] - peaks[0] < 9000 * 16 / 4
