@@ -264,10 +264,12 @@ def uv_simulate(
             if not alive.any():
                 break
             n_iter += alive
-            if track:
+            if track and batch:
                 live = alive[..., None]
                 M[..., 0, :] = np.where(live, row_a, M[..., 0, :])
                 M[..., 1, :] = np.where(live, row_v, M[..., 1, :])
+            elif track:  # one run, still alive here
+                M[0], M[1] = row_a, row_v
     out = {
         "steps": steps,
         "delta_f": rec_df,
