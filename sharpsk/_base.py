@@ -1,9 +1,8 @@
-"""What the gradient-descent regressors share: parameters, traces, divergence."""
+"""What the gradient-descent regressors share: parameters and divergence."""
 
 import warnings
 from numbers import Integral, Real
 
-import numpy as np
 from sklearn.utils._param_validation import Interval
 
 from ._parameterization import _PARAMETERIZATION_CONSTRAINT
@@ -29,14 +28,6 @@ GD_PARAMETER_CONSTRAINTS = {
     "random_state": ["random_state"],
     "verbose": ["verbose"],
 }
-
-
-def recorded_steps(n_steps, every):
-    """Steps ``0, every, 2*every, ...`` up to ``n_steps``, always ending at it."""
-    steps = np.arange(0, n_steps + 1, every)
-    if steps[-1] != n_steps:
-        steps = np.append(steps, n_steps)
-    return steps
 
 
 def warn_divergence(estimator, n_iter):

@@ -14,7 +14,7 @@ rate ``eta``; scaled variables ``g = eta sqrt(kappa) delta_f``,
 
 import numpy as np
 
-from ._maps import divergence_bound, uv_step
+from ._maps import divergence_bound, uv_jacobian_entries, uv_step
 
 __all__ = [
     "LABELS",
@@ -442,15 +442,11 @@ def classify_run(
 def _uv_tangent_step(delta_f, ntk, eta, kappa, y, ta, tb):
     """Push the tangent ``(ta, tb)`` through the UV Jacobian; renormalise.
 
-    Same expressions as :func:`sharpsk._maps.uv_jacobian`, elementwise (no
-    2x2 arrays), so batches and single runs round identically.  Returns the
+    The entries of :func:`sharpsk._maps.uv_jacobian`, elementwise (no 2x2
+    arrays), so batches and single runs round identically.  Returns the
     unit tangent and ``log`` of the growth factor.
     """
-    ek = eta * kappa
-    j00 = 1.0 - eta * ntk + eta * ek * delta_f * (3.0 * delta_f + 2.0 * y)
-    j01 = -eta * delta_f
-    j10 = 2.0 * eta * ek * ntk * delta_f - 4.0 * ek * (2.0 * delta_f + y)
-    j11 = 1.0 + eta * ek * delta_f * delta_f
+    j00, j01, j10, j11 = uv_jacobian_entries(delta_f, ntk, eta, kappa, y)
     na = j00 * ta + j01 * tb
     nb = j10 * ta + j11 * tb
     norm = np.sqrt(na * na + nb * nb)

@@ -27,6 +27,14 @@ __all__ = [
 ]
 
 
+def recorded_steps(n_steps, every, *, start=0):
+    """Steps ``start, start + every, ...`` up to ``n_steps``, always ending at it."""
+    steps = np.arange(start, n_steps + 1, every)
+    if len(steps) == 0 or steps[-1] != n_steps:
+        steps = np.append(steps, n_steps)
+    return steps
+
+
 def uv_step(delta_f, ntk, eta, kappa, y):
     """One exact gradient-descent step of the UV model in function space.
 
@@ -52,6 +60,21 @@ def uv_step(delta_f, ntk, eta, kappa, y):
     return delta_f_new, ntk_new
 
 
+def uv_jacobian_entries(delta_f, ntk, eta, kappa, y):
+    """Entries ``(j00, j01, j10, j11)`` of :func:`uv_jacobian`, elementwise.
+
+    Broadcasting arrays rather than a stacked 2x2 matrix, so tangent maps over a
+    batch and over one run round identically.
+    """
+    ek = eta * kappa
+    return (
+        1.0 - eta * ntk + eta * ek * delta_f * (3.0 * delta_f + 2.0 * y),
+        -eta * delta_f,
+        2.0 * eta * ek * ntk * delta_f - 4.0 * ek * (2.0 * delta_f + y),
+        1.0 + eta * ek * delta_f * delta_f,
+    )
+
+
 def uv_jacobian(delta_f, ntk, eta, kappa, y):
     """Jacobian of :func:`uv_step` with respect to ``(delta_f, ntk)``.
 
@@ -64,12 +87,13 @@ def uv_jacobian(delta_f, ntk, eta, kappa, y):
     delta_f, ntk, eta, kappa, y = np.broadcast_arrays(
         *(np.asarray(a, dtype=float) for a in (delta_f, ntk, eta, kappa, y))
     )
-    ek = eta * kappa
     jac = np.empty(delta_f.shape + (2, 2))
-    jac[..., 0, 0] = 1.0 - eta * ntk + eta * ek * delta_f * (3.0 * delta_f + 2.0 * y)
-    jac[..., 0, 1] = -eta * delta_f
-    jac[..., 1, 0] = 2.0 * eta * ek * ntk * delta_f - 4.0 * ek * (2.0 * delta_f + y)
-    jac[..., 1, 1] = 1.0 + eta * ek * delta_f * delta_f
+    (
+        jac[..., 0, 0],
+        jac[..., 0, 1],
+        jac[..., 1, 0],
+        jac[..., 1, 1],
+    ) = uv_jacobian_entries(delta_f, ntk, eta, kappa, y)
     return jac
 
 
@@ -231,9 +255,7 @@ def uv_simulate(
         *(np.asarray(a, dtype=float) for a in (delta_f0, ntk0, eta, kappa, y))
     )
     batch = delta_f0.shape
-    steps = np.arange(record_from, n_steps + 1, record_every)
-    if len(steps) == 0 or steps[-1] != n_steps:
-        steps = np.append(steps, n_steps)
+    steps = recorded_steps(n_steps, record_every, start=record_from)
     rec_df = np.full((len(steps),) + batch, np.nan)
     rec_ntk = np.full((len(steps),) + batch, np.nan)
     bound = divergence_bound(delta_f0, y)

@@ -26,8 +26,8 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ._base import GD_PARAMETER_CONSTRAINTS, recorded_steps, warn_divergence
-from ._maps import divergence_bound
+from ._base import GD_PARAMETER_CONSTRAINTS, warn_divergence
+from ._maps import divergence_bound, recorded_steps
 from ._parameterization import resolve_parameterization
 from ._sharpness import TopEigenTracker
 

@@ -23,9 +23,8 @@ from sklearn.utils._tags import get_tags
 from sklearn.utils.parallel import Parallel, delayed
 from sklearn.utils.validation import check_memory, validate_data
 
-from ._base import recorded_steps
 from ._dynamics import LABELS, _analyze_batch, classify_run, default_tail, uv_lyapunov
-from ._maps import _UVStepper, divergence_bound, uv_sharpness
+from ._maps import _UVStepper, divergence_bound, recorded_steps, uv_sharpness
 
 __all__ = ["LearningRateScan"]
 

@@ -8,8 +8,9 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ._base import GD_PARAMETER_CONSTRAINTS, recorded_steps, warn_divergence
-from ._maps import divergence_bound, uv_sharpness, uv_simulate
+from ._base import GD_PARAMETER_CONSTRAINTS, warn_divergence
+from ._dynamics import uv_critical_learning_rate
+from ._maps import divergence_bound, recorded_steps, uv_sharpness, uv_simulate
 from ._parameterization import resolve_parameterization
 from ._sharpness import top_eigenpair
 
@@ -312,10 +313,9 @@ class UVRegressor(RegressorMixin, BaseEstimator):
         self.initial_sharpness_ = float(self.sharpness_trace_[0])
         if n_samples == 1:
             self.kappa_ = float(s_eff**2 * (X[0] @ X[0]))
-            with np.errstate(divide="ignore"):
-                self.critical_learning_rate_ = float(
-                    1.0 / (np.sqrt(self.kappa_) * abs(y[0]))
-                )
+            self.critical_learning_rate_ = float(
+                uv_critical_learning_rate(self.kappa_, y[0])
+            )
         else:
             self.kappa_ = self.critical_learning_rate_ = np.nan
         if self.diverged_:
@@ -335,14 +335,14 @@ class UVRegressor(RegressorMixin, BaseEstimator):
         if X.shape[0] == 1:
             df, ntk, kappa = uv_function_state(U, v, X[0], y[0], s)
             if self.lr_units == "critical":
-                scale = np.sqrt(kappa) * abs(y[0])
-                if not scale > 0:
+                eta_c = uv_critical_learning_rate(kappa, y[0])
+                if not np.isfinite(eta_c):
                     raise ValueError(
                         "lr_units='critical' needs a non-zero target and input "
                         f"(eta_c = 1 / (sqrt(kappa) |y|) with kappa={kappa:g}, "
                         f"y={y[0]:g})."
                     )
-                return float(self.learning_rate / scale)
+                return float(self.learning_rate * eta_c)
             lam0 = uv_sharpness(df, ntk, kappa, y[0])
         elif self.lr_units == "critical":
             raise ValueError(

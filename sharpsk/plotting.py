@@ -32,6 +32,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from sklearn.exceptions import NotFittedError
 
+from ._dynamics import eos_manifold_ntk
 from ._maps import uv_step
 
 __all__ = [
@@ -1040,7 +1041,6 @@ def plot_uv_vector_field(
     if int(n_grid) < 2:
         raise ValueError(f"{func}: n_grid must be at least 2, got {n_grid!r}.")
     eta, kappa, y, n_grid = float(learning_rate), float(kappa), float(y), int(n_grid)
-    root = np.sqrt(kappa)
     edge = 2.0 / eta
     traj = None
     if trajectory is not None:
@@ -1050,7 +1050,7 @@ def plot_uv_vector_field(
 
     # The view: minima, the zero of f, the trajectory; lambda from 0 past 2/eta.
     if delta_f_lim is None:
-        scale = abs(y) if y != 0 else 1.0 / (eta * root)
+        scale = abs(y) if y != 0 else 1.0 / (eta * np.sqrt(kappa))
         xs = [-y - scale, -y + scale, -scale, scale]
         if traj is not None and traj[0].size:
             xs += [traj[0].min(), traj[0].max()]
@@ -1075,7 +1075,7 @@ def plot_uv_vector_field(
         new_df, new_lam = uv_step(DF, LAM, eta, kappa, y)
         u, v = new_df - DF, new_lam - LAM
         frac = np.hypot(u / (x1 - x0), v / (y1 - y0))  # fraction of the view
-    mask = (LAM < 2.0 * root * np.abs(DF + y)) | ~(frac > 0) | ~np.isfinite(frac)
+    mask = (LAM < eos_manifold_ntk(DF, kappa, y)) | ~(frac > 0) | ~np.isfinite(frac)
     with np.errstate(divide="ignore", invalid="ignore"):
         color = np.log10(np.where(mask, np.nan, frac))
     kwargs.setdefault("cmap", "viridis")
@@ -1124,7 +1124,7 @@ def plot_uv_vector_field(
 
     # Unreachable states below the EoS manifold, and the manifold itself.
     fine = np.linspace(x0, x1, 801)
-    manifold = 2.0 * root * np.abs(fine + y)
+    manifold = eos_manifold_ntk(fine, kappa, y)
     ax.fill_between(
         fine,
         y0,

@@ -19,7 +19,7 @@ from sharpsk import (
     ParameterizationTransformer,
     UVRegressor,
 )
-from sharpsk._base import recorded_steps
+from sharpsk._maps import recorded_steps
 from sharpsk._mlp import (
     ACTIVATIONS,
     _initial_tangent,
