@@ -509,7 +509,7 @@ class LearningRateScan(MetaEstimatorMixin, BaseEstimator):
         count, but still show none).
     init_seed_ : int, ndarray of int or None
         The seed(s) the runs used (None when the estimator has no
-        ``random_state``).
+        ``random_state``; the axis values on a ``random_state`` axis).
     n_features_in_ : int
         Number of features seen during fit.
 
@@ -642,6 +642,11 @@ class LearningRateScan(MetaEstimatorMixin, BaseEstimator):
                 f"param_name={self.param_name!r} is not a parameter of "
                 f"{type(self.estimator).__name__} other than learning_rate."
             )
+        if self.param_name == "lr_units":
+            raise ValueError(
+                "param_name='lr_units' cannot be scanned: the scan owns the "
+                "learning-rate units (set them with normalize)."
+            )
         values = list(self.param_values)
         if not values:
             raise ValueError("param_values must not be empty.")
@@ -668,9 +673,15 @@ class LearningRateScan(MetaEstimatorMixin, BaseEstimator):
                 return False
         return True
 
-    def _draw_seeds(self, n_val, n_lr):
-        """Seed of every run: one shared seed (same init) or one per run."""
+    def _draw_seeds(self, n_val, n_lr, values):
+        """Seed of every run: one shared seed (same init) or one per run.
+
+        On a ``random_state`` axis the values are the seeds.
+        """
         n_runs = n_val * n_lr
+        if self.param_name == "random_state":
+            self.init_seed_ = np.asarray(values, dtype=object)
+            return np.repeat(self.init_seed_, n_lr)
         if "random_state" not in self.estimator.get_params():
             self.init_seed_ = None
             return np.full(n_runs, None, dtype=object)
@@ -745,7 +756,7 @@ class LearningRateScan(MetaEstimatorMixin, BaseEstimator):
             "lyapunov_tol": float(self.lyapunov_tol),
         }
 
-        seeds = self._draw_seeds(n_val, n_lr)
+        seeds = self._draw_seeds(n_val, n_lr, values)
         run_val = np.repeat(np.arange(n_val), n_lr)
         lam0, eta_c = self._initial_sharpness(X, y, values, seeds, run_val)
         grid = np.tile(lrs, n_val)

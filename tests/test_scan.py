@@ -565,3 +565,32 @@ def test_batched_scan_caches_blocks(tmp_path, monkeypatch):
     for key in ("learning_rate", "label", "period", "lyapunov", "final_loss"):
         assert_array_equal(resumed.results_[key], ref.results_[key])
         assert_array_equal(again.results_[key], ref.results_[key])
+
+
+def test_random_state_axis_uses_its_seeds():
+    # Regression (issue 13): every value ran from the scan's shared seed.
+    X, y = multi_example_data()
+    est = UVRegressor(width=4, max_iter=5)
+    scan = LearningRateScan(
+        est,
+        learning_rates=[0.1, 0.2],
+        param_name="random_state",
+        param_values=[0, 1, 2],
+        random_state=0,
+        progress=False,
+    ).fit(X, y)
+    for seed, lam0 in zip(
+        scan.results_["param_random_state"], scan.results_["initial_sharpness"]
+    ):
+        ref = clone(est).set_params(random_state=int(seed), max_iter=0).fit(X, y)
+        assert lam0 == ref.initial_sharpness_
+    assert np.unique(scan.results_["initial_sharpness"]).size == 3
+    assert list(scan.init_seed_) == [0, 1, 2]
+
+
+def test_lr_units_axis_is_refused():
+    # Regression (issue 13): the two engines disagreed on an lr_units axis.
+    with pytest.raises(ValueError, match="lr_units"):
+        LearningRateScan(
+            UV1, param_name="lr_units", param_values=["critical"], progress=False
+        ).fit(X1, Y1)
