@@ -67,7 +67,7 @@ FULL = {
         "n_samples": 500,
         "n_lr": 8,
         "max_iter": 300,
-        "sharpness_every": 10,
+        "record_every": 10,
         "repeats": 3,
     },
     "memory": {
@@ -227,11 +227,15 @@ def bench_uv_scan(cfg):
 
     def scan(lrs, engine, n_jobs=None):
         return LearningRateScan(
-            est, learning_rates=lrs, normalize=True, engine=engine, n_jobs=n_jobs
+            est,
+            learning_rates=lrs,
+            lr_units="initial_sharpness",
+            engine=engine,
+            n_jobs=n_jobs,
         ).fit(X, y)
 
     # The same initial state and learning rates for the floor.
-    init = est._function_space_init(X, y)
+    init = est.function_space_state(X, y)
     lam0 = scan(c[:1], "batched").results_["initial_sharpness"][0]
     eta = c / lam0
     state = [np.full(n_lr, init[k]) for k in ("delta_f0", "ntk0")]
@@ -704,7 +708,7 @@ def bench_parallel(cfg):
     est = MLPRegressor(
         cfg["hidden"],
         max_iter=cfg["max_iter"],
-        sharpness_every=cfg["sharpness_every"],
+        record_every=cfg["record_every"],
         sharpness_tol=1e-4,
         random_state=0,
     )
@@ -712,7 +716,11 @@ def bench_parallel(cfg):
 
     def scan(n_jobs):
         return LearningRateScan(
-            est, learning_rates=c, normalize=True, n_jobs=n_jobs, engine="per_run"
+            est,
+            learning_rates=c,
+            lr_units="initial_sharpness",
+            n_jobs=n_jobs,
+            engine="per_run",
         ).fit(X, Y)
 
     def serial_1():
@@ -808,7 +816,9 @@ def bench_memory(cfg):
     X, y, est, c = _uv_problem(uv_cfg)
 
     def uv():
-        return LearningRateScan(est, learning_rates=c, normalize=True).fit(X, y)
+        return LearningRateScan(
+            est, learning_rates=c, lr_units="initial_sharpness"
+        ).fit(X, y)
 
     scan, uv_peak = _traced_peak(uv)
     n_lr, n_steps = cfg["uv_n_lr"], cfg["uv_n_steps"]
@@ -826,7 +836,7 @@ def bench_memory(cfg):
             learning_rate=1.0,
             lr_units="initial_sharpness",
             max_iter=n_steps_mlp,
-            sharpness_every=1,
+            record_every=1,
             sharpness_tol=1e-4,
             random_state=0,
         )

@@ -42,17 +42,18 @@ except ImportError:  # the optional extra is not installed
 
 X, Y = load_digits_onehot(n_samples=100, random_state=0)
 mlp = MLPRegressor(
-    (16,), init_scale=0.25, max_iter=300, sharpness_every=10, random_state=0
+    (16,), init_scale=0.25, max_iter=300, record_every=10, random_state=0
 )
 # Learning rates as c = eta * lambda_H0 (2 is the initial stability edge).
 c_values = np.linspace(0.25, 3.0, 12)
 # In networks eta * lambda_H hovers a little *above* 2 at the edge of
 # stability (here up to ~2.4 at the largest stable learning rates, as in
 # Cohen et al. 2021); the default band of tail means labelled "eos",
-# eos_band=(1.75, 2.5), allows for it.
+# edge_band=(0.875, 1.25) in units of the stability threshold 2 / eta,
+# allows for it.
 # n_tail_points: keep the last 8 records (80 steps) of each run for the plot.
 SCAN = {
-    "normalize": "initial_sharpness",
+    "lr_units": "initial_sharpness",
     "n_tail_points": 8,
     "progress": False,
 }
@@ -144,7 +145,7 @@ print(f"cached results identical to the cluster's: {same}")
 # dots).
 
 fig, ax = plt.subplots(figsize=(8, 4), layout="constrained")
-plot_bifurcation(cached, normalize="initial_sharpness", hue="label", s=8, ax=ax)
+plot_bifurcation(cached, lr_units="initial_sharpness", hue="label", s=8, ax=ax)
 ax.set_title("tanh MLP (16 hidden units), 100 digits, 300 steps")
 plt.show()
 

@@ -39,7 +39,7 @@ def fit_mlp(learning_rate, init_scale, max_iter):
         learning_rate=learning_rate,
         init_scale=init_scale,
         max_iter=max_iter,
-        sharpness_every=5,
+        record_every=5,
         random_state=0,
     ).fit(X, Y)
 
@@ -53,7 +53,7 @@ def tidy(runs, key):
                 {
                     "step": run.steps_,
                     "sharpness": run.sharpness_trace_,
-                    "loss": run.loss_curve_[run.steps_],
+                    "loss": run.loss_curve_,
                     "learning_rate": run.learning_rate,
                     key: value,
                 }
@@ -113,18 +113,20 @@ plt.show()
 # training proceeds.
 
 run = eos_runs[0.5]
-loss = run.loss_curve_
+loss, steps = run.loss_curve_, run.steps_  # one record every 5 steps
 ups = np.diff(loss) > 0
-crossed = run.steps_[np.argmax(run.learning_rate * run.sharpness_trace_ > 2)]
+edge_ratio = run.sharpness_trace_ / run.stability_threshold_
+crossed = steps[np.argmax(edge_ratio > 1)]
 first_up = np.argmax(ups)
-es = run.learning_rate * run.sharpness_trace_[run.steps_ >= 400]
+es = run.learning_rate * run.sharpness_trace_[steps >= 400]
 print(
     f"eta = 0.5: eta lambda_H first above 2 at step {crossed}, loss first "
-    f"increases at step {first_up}; after that it increases on "
-    f"{ups[first_up:].mean():.0%} of the steps"
+    f"increases at step {steps[first_up + 1]}; after that it increases on "
+    f"{ups[first_up:].mean():.0%} of the records"
 )
 print(f"steps 400-800: eta lambda_H = {es.mean():.3f} +- {es.std():.3f}")
-print(f"loss at steps 300, 500, 800: {loss[300]:.4f}, {loss[500]:.4f}, {loss[800]:.4f}")
+at = {t: loss[np.searchsorted(steps, t)] for t in (300, 500, 800)}
+print(f"loss at steps 300, 500, 800: {at[300]:.4f}, {at[500]:.4f}, {at[800]:.4f}")
 
 fig, ax = plt.subplots(figsize=(9, 4), layout="constrained")
 plot_sharpness(run, ax=ax, marker=".", ms=3)

@@ -48,7 +48,7 @@ def phase_table(param_name, param_values, **estimator_params):
     scan = LearningRateScan(
         UVRegressor(**params),
         learning_rates=c_grid,
-        normalize="initial_sharpness",
+        lr_units="initial_sharpness",
         param_name=param_name,
         param_values=param_values,
         progress=False,

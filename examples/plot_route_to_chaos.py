@@ -71,7 +71,7 @@ print({name: int(np.sum(labels == name)) for name in np.unique(labels)})
 fig, (ax_b, ax_l) = plt.subplots(
     2, 1, figsize=(10, 7), sharex=True, height_ratios=(3, 2), layout="constrained"
 )
-plot_bifurcation(scan, normalize="critical", hue="label", ax=ax_b, s=0.8, alpha=0.6)
+plot_bifurcation(scan, lr_units="critical", hue="label", ax=ax_b, s=0.8, alpha=0.6)
 below = ratios[ratios <= 1]
 ax_b.plot(below, 2 * below, color="C3", ls="--", lw=1)
 notes = {  # text: (point, text position), in (eta / eta_c, eta lambda_H)
@@ -93,7 +93,7 @@ for text, (xy, xytext) in notes.items():
     )
 ax_b.set_ylim(0, 10.5)
 ax_b.set_xlabel("")
-plot_lyapunov(scan, normalize="critical", hue="label", ax=ax_l, s=2, show_line=False)
+plot_lyapunov(scan, lr_units="critical", hue="label", ax=ax_l, s=2, show_line=False)
 ax_l.get_legend().remove()
 ax_l.axhline(np.log(3), color="C3", ls="--", lw=1)
 ax_l.annotate(r"$\ln 3$", (0.62, np.log(3)), xytext=(0, 3), textcoords="offset points")
@@ -152,7 +152,7 @@ near = (ratios > 0.9) & (ratios < 1.25)
 zoom = {key: value for key, value in scan.trace_tails_.items()}
 keep = np.isin(zoom["run"], np.flatnonzero(near))
 zoom = {key: value[keep] for key, value in zoom.items()}
-plot_bifurcation(zoom, results=res, normalize="critical", hue="label", ax=ax_z, s=1)
+plot_bifurcation(zoom, results=res, lr_units="critical", hue="label", ax=ax_z, s=1)
 ax_z.axvline(1, color="0.5", ls=":", lw=1)
 ax_z.set_title("the period-2 orbit is born at $\\eta_c$")
 plt.show()
@@ -204,7 +204,7 @@ keep = np.isin(tails_uv["run"], np.flatnonzero(band))
 plot_bifurcation(
     {key: value[keep] for key, value in tails_uv.items()},
     results=res,
-    normalize="critical",
+    lr_units="critical",
     hue="label",
     ax=ax,
     s=4,

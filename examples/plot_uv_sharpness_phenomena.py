@@ -224,7 +224,7 @@ scales = [0.1, 0.3, 1.0, 1.5]
 scan = LearningRateScan(
     UVRegressor(WIDTH, max_iter=1000, random_state=3),
     learning_rates=np.linspace(0.05, 4.0, 80),
-    normalize="initial_sharpness",
+    lr_units="initial_sharpness",
     param_name="init_scale",
     param_values=scales,
     progress=False,

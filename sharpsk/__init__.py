@@ -18,6 +18,7 @@ from ._dynamics import (
     uv_critical_learning_rate,
     uv_lyapunov,
 )
+from ._engine import LR_UNITS, LinearWarmup
 from ._mlp import MLPRegressor
 from ._parameterization import ParameterizationTransformer, parameterization_table
 from ._scan import LearningRateScan
@@ -26,7 +27,9 @@ from ._version import __version__
 
 __all__ = [
     "DivergenceWarning",
+    "LR_UNITS",
     "LearningRateScan",
+    "LinearWarmup",
     "classify_run",
     "detect_period",
     "lyapunov_from_growth",

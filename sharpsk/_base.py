@@ -1,10 +1,12 @@
-"""What the gradient-descent regressors share: parameters and divergence."""
+"""What the gradient-descent regressors share: parameters, divergence, traces."""
 
 import warnings
 from numbers import Integral, Real
 
-from sklearn.utils._param_validation import Interval
+import numpy as np
+from sklearn.utils._param_validation import Interval, StrOptions
 
+from ._optimizers import OPTIMIZERS, make_optimizer
 from ._parameterization import _PARAMETERIZATION_CONSTRAINT
 
 __all__ = ["DivergenceWarning"]
@@ -21,22 +23,102 @@ class DivergenceWarning(UserWarning):
 
 # Parameters every gradient-descent regressor of sharpsk has, with one meaning.
 GD_PARAMETER_CONSTRAINTS = {
-    "learning_rate": [Interval(Real, 0, None, closed="neither")],
+    "learning_rate": [Interval(Real, 0, None, closed="neither"), callable],
     "max_iter": [Interval(Integral, 0, None, closed="left")],
+    "optimizer": [StrOptions(set(OPTIMIZERS))],
+    "momentum": [Interval(Real, 0, 1, closed="left")],
+    "beta_1": [Interval(Real, 0, 1, closed="left")],
+    "beta_2": [Interval(Real, 0, 1, closed="left")],
+    "epsilon": [Interval(Real, 0, None, closed="neither")],
     "parameterization": _PARAMETERIZATION_CONSTRAINT,
     "init_scale": [Interval(Real, 0, None, closed="neither")],
+    "record_every": [Interval(Integral, 1, None, closed="left")],
+    "warm_start": ["boolean"],
+    "blas_threads": [Interval(Integral, 1, None, closed="left"), None],
     "random_state": ["random_state"],
     "verbose": ["verbose"],
 }
 
+#: Docstring entries of those parameters (estimators include them verbatim).
+OPTIMIZER_DOC = """optimizer : {"gd", "momentum", "nesterov", "rmsprop", "adam"}, \
+default="gd"
+        The update rule; each has its stability threshold
+        (``stability_threshold_``, see the user guide's optimizers page).
+    momentum : float, default=0.9
+        ``beta`` of heavy-ball ``"momentum"`` and ``"nesterov"``.
+    beta_1 : float, default=0.9
+        Decay of Adam's first moment.
+    beta_2 : float, default=0.999
+        Decay of the second moment of ``"rmsprop"`` and ``"adam"``.
+    epsilon : float, default=1e-8
+        Added to the root of the second moment (adaptive methods)."""
+
+
+def make_estimator_optimizer(estimator):
+    """The optimizer object of an estimator's parameters."""
+    return make_optimizer(
+        estimator.optimizer,
+        momentum=estimator.momentum,
+        beta_1=estimator.beta_1,
+        beta_2=estimator.beta_2,
+        epsilon=estimator.epsilon,
+    )
+
 
 def warn_divergence(estimator, n_iter):
     """The single warning a fit emits when its run diverged."""
-    eta = getattr(estimator, "learning_rate_", estimator.learning_rate)
+    eta = np.ravel(getattr(estimator, "learning_rate_", estimator.learning_rate))
     warnings.warn(
         f"{type(estimator).__name__} diverged after {n_iter} steps at learning "
-        f"rate {eta:g}; diverged_ is True and the traces hold the finite prefix "
-        "of the run.",
+        f"rate {eta[-1]:g}; diverged_ is True and the traces hold the finite "
+        "prefix of the run.",
         DivergenceWarning,
         stacklevel=4,
     )
+
+
+def _constant_or_trace(values):
+    """A float when all records share it, else the per-record array."""
+    values = np.asarray(values, dtype=float)
+    if values.size and np.all(values == values[0]):
+        return float(values[0])
+    return values
+
+
+def store_traces(estimator, traces, *, n_iter, diverged, append=False, **extra):
+    """Set the trace attributes of :data:`~sharpsk._engine.TRACE_ATTRIBUTES`.
+
+    ``traces`` maps ``steps, loss, sharpness, n_hvp, converged, eta,
+    threshold`` and optionally ``ntk``, ``preconditioned`` and model extras
+    (``residual``) to one value per record.  With ``append`` (warm start) the
+    records are added to those of the previous fit.
+    """
+    names = {
+        "steps": ("steps_", np.int64),
+        "loss": ("loss_curve_", float),
+        "sharpness": ("sharpness_trace_", float),
+        "n_hvp": ("hvp_trace_", np.int64),
+        "converged": ("sharpness_converged_", bool),
+        "ntk": ("ntk_trace_", float),
+        "preconditioned": ("preconditioned_sharpness_trace_", float),
+        "residual": ("residual_trace_", float),
+        "eta": ("_eta_records", float),
+        "threshold": ("_threshold_records", float),
+    }
+    for key, (attr, dtype) in names.items():
+        value = traces.get(key)
+        if value is None:
+            if not append or key not in ("ntk", "preconditioned", "residual"):
+                setattr(estimator, attr, None)
+            continue
+        value = np.asarray(value, dtype=dtype)
+        old = getattr(estimator, attr, None) if append else None
+        setattr(estimator, attr, value if old is None else np.concatenate([old, value]))
+    estimator.n_iter_ = n_iter + (estimator.n_iter_ if append else 0)
+    estimator.diverged_ = bool(diverged)
+    if not append:
+        estimator.initial_sharpness_ = float(estimator.sharpness_trace_[0])
+    estimator.learning_rate_ = _constant_or_trace(estimator._eta_records)
+    estimator.stability_threshold_ = _constant_or_trace(estimator._threshold_records)
+    for key, value in extra.items():
+        setattr(estimator, key, value)

@@ -12,9 +12,12 @@ rate ``eta``; scaled variables ``g = eta sqrt(kappa) delta_f``,
 ``x = eta ntk`` and ``y_tilde = eta sqrt(kappa) y``.
 """
 
+import warnings
+
 import numpy as np
 
 from ._maps import divergence_bound, uv_jacobian_entries, uv_step
+from ._optimizers import make_optimizer
 
 __all__ = [
     "LABELS",
@@ -41,6 +44,31 @@ __all__ = [
 
 #: The run labels, in order of increasing "wildness".
 LABELS = ("converge", "eos", "periodic", "chaotic", "diverge")
+
+#: Default band of the edge ratio (tracked sharpness / stability threshold)
+#: counted as the edge of stability: networks hover a little above 1.
+EDGE_BAND = (0.875, 1.25)
+
+GD = make_optimizer("gd")
+
+
+def deprecated_eos_band(eos_band, edge_band):
+    """``edge_band``, or the deprecated ``eos_band`` (``eta lambda_H`` units).
+
+    ``eos_band`` was the band on ``eta * lambda_H``, whose gradient-descent
+    edge is 2; it is converted to the edge ratio with a FutureWarning.
+    """
+    if isinstance(eos_band, str) and eos_band == "deprecated":
+        return tuple(edge_band)
+    warnings.warn(
+        "eos_band (in units of eta * lambda_H) was replaced in 0.2 by edge_band, "
+        "in units of the run's stability threshold (eos_band / 2 for gradient "
+        "descent); eos_band will be removed in 0.3.",
+        FutureWarning,
+        stacklevel=3,
+    )
+    return tuple(float(b) / GD.edge() for b in eos_band)
+
 
 _TINY = np.finfo(float).tiny
 
@@ -177,9 +205,10 @@ def _analyze_batch(
     max_eta_sharpness,
     final_loss,
     *,
+    edge,
     max_period=64,
     rtol=1e-6,
-    eos_band=(1.75, 2.5),
+    edge_band=EDGE_BAND,
     lyapunov_tol=1e-2,
     contraction=0.1,
 ):
@@ -187,8 +216,10 @@ def _analyze_batch(
 
     ``signals`` (N, k, T) are the series used for period detection and
     contraction, ``loss`` (N, T) the loss tail, ``eta_sharpness`` (N, Ts) the
-    tail of ``eta * lambda_H``; ``diverged``, ``lyapunov`` (NaN when unknown),
-    ``max_eta_sharpness`` and ``final_loss`` are (N,).  Returns a dict of (N,)
+    tail of ``eta`` times the tracked sharpness; ``diverged``, ``lyapunov``
+    (NaN when unknown), ``max_eta_sharpness`` and ``final_loss`` are (N,);
+    ``edge`` (float or (N,)) is ``eta`` times the stability threshold, where
+    the edge-of-stability decisions are taken.  Returns a dict of (N,)
     arrays (see :func:`classify_run`).  Every reduction runs along the last,
     contiguous axis of each row, so a run gives the same bits alone or in a
     batch.
@@ -240,8 +271,10 @@ def _analyze_batch(
         stats["min"][ok] = np.min(es, axis=1)
         stats["max"][ok] = np.max(es, axis=1)
         stats["std"][ok] = np.std(es, axis=1)
-    in_band = (stats["mean"] >= eos_band[0]) & (stats["mean"] <= eos_band[1])
-    straddles = (stats["min"] < 2.0) & (stats["max"] > 2.0)
+    edge = np.broadcast_to(np.asarray(edge, dtype=float), (n_runs,))
+    ratio = stats["mean"] / edge
+    in_band = (ratio >= edge_band[0]) & (ratio <= edge_band[1])
+    straddles = (stats["min"] < edge) & (stats["max"] > edge)
     chaotic = lyapunov > lyapunov_tol  # NaN (unknown) compares False
 
     # Contraction overrides a detected period >= 2: a slowly decaying
@@ -275,7 +308,8 @@ def _analyze_batch(
         "eta_sharpness_max": stats["max"],
         "eta_sharpness_std": stats["std"],
         "max_eta_sharpness": np.where(diverged, np.nan, max_eta_sharpness),
-        "catapult": converged & (max_eta_sharpness > 2.0),
+        "edge_ratio_mean": ratio,
+        "catapult": converged & (max_eta_sharpness > edge),
         "diverged": diverged,
     }
 
@@ -291,9 +325,11 @@ def classify_run(
     tail=None,
     max_period=64,
     rtol=1e-6,
-    eos_band=(1.75, 2.5),
+    edge_band=EDGE_BAND,
     lyapunov_tol=1e-2,
     contraction=0.1,
+    stability_threshold=None,
+    eos_band="deprecated",
 ):
     """Label one gradient-descent run from its traces.
 
@@ -310,16 +346,18 @@ def classify_run(
        ``orbit``.
     3. Otherwise the period ``p`` of the tail is detected
        (:func:`detect_period` on the same signals): ``p = 2`` with the tail
-       mean of ``eta * lambda_H`` in ``eos_band`` is ``"eos"`` (the UV
-       model's period-2 orbit straddling ``2 / eta``); ``p >= 3``, or a
+       mean of the *edge ratio* ``lambda / threshold`` (the tracked sharpness
+       over the run's stability threshold, ``eta lambda_H / 2`` for GD) in
+       ``edge_band`` is ``"eos"`` (the UV model's period-2 orbit straddling
+       ``2 / eta``); ``p >= 3``, or a
        period-2 orbit far from the edge (the period-2 windows inside the UV
        model's chaotic band), is ``"periodic"``.
     4. Without a period: ``"chaotic"`` if ``lyapunov > lyapunov_tol``; else
-       ``"eos"`` if the tail mean of ``eta * lambda_H`` lies in ``eos_band``
-       and either the loss is non-monotone or ``eta * lambda_H`` crosses 2
-       (real networks hovering at the edge of stability, including the
-       self-stabilised regime where the loss still falls monotonically while
-       ``eta * lambda_H`` oscillates around 2); else ``"converge"`` if the loss
+       ``"eos"`` if the tail mean of the edge ratio lies in ``edge_band``
+       and either the loss is non-monotone or the sharpness crosses the
+       threshold (real networks hovering at the edge of stability, including
+       the self-stabilised regime where the loss still falls monotonically
+       while the sharpness oscillates around it); else ``"converge"`` if the loss
        is non-increasing; else ``"periodic"`` with period 0 (a bounded
        oscillation whose period is longer than ``max_period`` or that is
        quasi-periodic).
@@ -329,9 +367,10 @@ def classify_run(
     loss : array-like of shape (n_records,)
         Training loss at each recorded step.
     sharpness : array-like of shape (n_sharpness,)
-        Top Hessian eigenvalue ``lambda_H`` at each of its recorded steps.
-    learning_rate : float
-        The step size ``eta`` of the run.
+        The tracked sharpness at each of its recorded steps: ``lambda_H``, or
+        the preconditioned sharpness of an adaptive optimizer.
+    learning_rate : float or array-like of shape (n_sharpness,)
+        The step size ``eta`` of the run (per record for a schedule).
     diverged : bool, default=False
         Whether the run blew up (the traces then hold its finite prefix).
     lyapunov : float or None, default=None
@@ -348,9 +387,10 @@ def classify_run(
         Longest period looked for.
     rtol : float, default=1e-6
         Relative tolerance of a repeat, and of a loss increase.
-    eos_band : tuple of float, default=(1.75, 2.5)
-        Range of the tail mean of ``eta * lambda_H`` counted as sitting at the
-        edge of stability (rules 3 and 4).
+    edge_band : tuple of float, default=(0.875, 1.25)
+        Range of the tail mean of the edge ratio (sharpness over stability
+        threshold) counted as sitting at the edge of stability (rules 3 and
+        4).  Networks hover a little above their threshold.
     lyapunov_tol : float, default=1e-2
         Exponents above it count as chaotic (finite-time estimates of a zero
         exponent scatter by about ``1 / tail``; tangent estimates of real
@@ -358,6 +398,13 @@ def classify_run(
     contraction : float, default=0.1
         Shrink factor of the step size across the tail that counts as
         converging.
+    stability_threshold : float or array-like of shape (n_sharpness,), \
+default=None
+        The run's threshold (an estimator's ``stability_threshold_``); None:
+        gradient descent's ``2 / learning_rate``.
+    eos_band : tuple of float, default="deprecated"
+        Deprecated: the band in units of ``eta * lambda_H`` (GD only); use
+        ``edge_band`` (removed in 0.3).
 
     Returns
     -------
@@ -367,8 +414,9 @@ def classify_run(
         or diverged), ``final_loss`` (inf when diverged), the tail statistics
         ``eta_sharpness_mean``, ``eta_sharpness_min``, ``eta_sharpness_max``,
         ``eta_sharpness_std`` of ``eta * lambda_H`` (NaN when diverged),
-        ``max_eta_sharpness`` over the whole trace, ``catapult`` (converged
-        after ``eta * lambda_H`` exceeded 2), ``diverged`` and ``tail``.
+        ``max_eta_sharpness`` over the whole trace, ``edge_ratio_mean`` (the
+        tail mean of the edge ratio), ``catapult`` (converged after the
+        sharpness exceeded the threshold), ``diverged`` and ``tail``.
 
     Examples
     --------
@@ -378,14 +426,19 @@ def classify_run(
     >>> loss = 0.5 + 0.1 * (-1.0) ** t          # a period-2 oscillation
     >>> sharp = 1.0 + 0.05 * (-1.0) ** t        # straddling 2 / eta = 1
     >>> r = classify_run(loss, sharp, 2.0, lyapunov=-0.1)
-    >>> r["label"], r["period"], r["eta_sharpness_mean"]
-    ('eos', 2, 2.0)
+    >>> r["label"], r["period"], r["eta_sharpness_mean"], r["edge_ratio_mean"]
+    ('eos', 2, 2.0, 1.0)
     >>> classify_run(np.exp(-0.1 * t), 1.0 + 0 * t, 1.0)["label"]
     'converge'
     """
     loss = np.asarray(loss, dtype=float).ravel()
     sharpness = np.asarray(sharpness, dtype=float).ravel()
-    eta = float(learning_rate)
+    eta = np.asarray(learning_rate, dtype=float)
+    edge_band = deprecated_eos_band(eos_band, edge_band)
+    if stability_threshold is None:
+        stability_threshold = GD.stability_threshold(eta)
+    # eta times the threshold: the same at every step for a given optimizer
+    edge = np.ravel(eta * np.asarray(stability_threshold, dtype=float))[-1]
     n = loss.size
     if n == 0:
         raise ValueError("loss: the trace is empty.")
@@ -420,9 +473,10 @@ def classify_run(
         np.array([np.nan if lyapunov is None else float(lyapunov)]),
         np.array([max_es]),
         loss[-1:],
+        edge=edge,
         max_period=max_period,
         rtol=rtol,
-        eos_band=eos_band,
+        edge_band=edge_band,
         lyapunov_tol=lyapunov_tol,
         contraction=contraction,
     )

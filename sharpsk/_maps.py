@@ -207,6 +207,8 @@ def uv_simulate(
     record_every=1,
     record_from=0,
     output_scale=None,
+    start_step=0,
+    bound=None,
 ):
     """Iterate :func:`uv_step`, recording states, for one run or a batch.
 
@@ -233,6 +235,13 @@ def uv_simulate(
         completed steps.  One GD step maps ``a = U x`` and ``v`` to
         ``(a - e |x|^2 v, v - e a)`` with ``e = eta s delta_f``, so the weights
         of a whole run follow from ``M`` without recording every step.
+    start_step : int, default=0
+        Step number of the initial state, to continue an earlier run: steps
+        run from ``start_step`` to ``n_steps`` (``record_from`` and
+        ``n_steps`` count from step 0), flushing on the same steps.
+    bound : float or ndarray, default=None
+        The divergence bound; None: :func:`divergence_bound` of the initial
+        state (pass the original run's bound to continue it).
 
     Notes
     -----
@@ -248,17 +257,20 @@ def uv_simulate(
         the state *before* the update of that step (step 0 is the
         initialization, step ``n_steps`` the final state); ``n_iter`` (batch,)
         the number of steps completed with a finite, bounded result;
-        ``diverged`` (batch,) bool; with ``output_scale``, ``transfer``
+        ``diverged`` (batch,) bool; ``final`` the state ``(delta_f, ntk)``
+        after the last step and ``bound`` the divergence bound (to continue
+        the run); with ``output_scale``, ``transfer``
         (*batch, 2, 2), the matrix ``M``.
     """
     delta_f0, ntk0, eta, kappa, y = np.broadcast_arrays(
         *(np.asarray(a, dtype=float) for a in (delta_f0, ntk0, eta, kappa, y))
     )
     batch = delta_f0.shape
-    steps = recorded_steps(n_steps, record_every, start=record_from)
+    steps = recorded_steps(n_steps, record_every, start=max(record_from, start_step))
     rec_df = np.full((len(steps),) + batch, np.nan)
     rec_ntk = np.full((len(steps),) + batch, np.nan)
-    bound = divergence_bound(delta_f0, y)
+    if bound is None:
+        bound = divergence_bound(delta_f0, y)
     alive = np.abs(delta_f0) <= bound
     n_iter = np.zeros(batch, dtype=np.int64)
     df, ntk = delta_f0.copy(), ntk0.copy()
@@ -271,7 +283,7 @@ def uv_simulate(
         e_a = eta * kappa / output_scale  # e |x|^2 = e_a * delta_f
     next_rec = 0
     with np.errstate(over="ignore", invalid="ignore"):
-        for t in range(n_steps + 1):
+        for t in range(start_step, n_steps + 1):
             if next_rec < len(steps) and steps[next_rec] == t:
                 rec_df[next_rec] = np.where(alive, df, np.nan)
                 rec_ntk[next_rec] = np.where(alive, ntk, np.nan)
@@ -298,6 +310,8 @@ def uv_simulate(
         "ntk": rec_ntk,
         "n_iter": n_iter,
         "diverged": ~alive,
+        "final": (df, ntk),
+        "bound": bound,
     }
     if track:
         out["transfer"] = M

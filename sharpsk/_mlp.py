@@ -16,6 +16,7 @@ product of a sharpness measurement at the same parameters share it.
 tests and for benchmarks against autograd.
 """
 
+import warnings
 from numbers import Integral, Real
 
 import autograd.numpy as anp
@@ -23,13 +24,18 @@ import numpy as np
 from scipy.special import expit
 from sklearn.base import BaseEstimator, RegressorMixin, _fit_context
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils._param_validation import Hidden, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ._base import GD_PARAMETER_CONSTRAINTS, warn_divergence
-from ._maps import divergence_bound, recorded_steps
+from ._base import (
+    GD_PARAMETER_CONSTRAINTS,
+    OPTIMIZER_DOC,
+    make_estimator_optimizer,
+    store_traces,
+    warn_divergence,
+)
+from ._engine import Model, Point, train
 from ._parameterization import resolve_parameterization
-from ._sharpness import TopEigenTracker
 
 __all__ = ["MLPRegressor"]
 
@@ -440,10 +446,6 @@ def mlp_matvec(point, *, gauss_newton=False):
     return matvec, int(bounds[-1])
 
 
-def _params_finite(params):
-    return all(np.isfinite(p).all() for p in params)
-
-
 def _bias_lr_scale(lr_scale):
     """Learning-rate scale of each layer's bias: the layer's, but 1 at the output.
 
@@ -464,10 +466,11 @@ def _as_2d(y):
 class MLPRegressor(RegressorMixin, BaseEstimator):
     """Fully connected network trained by gradient descent, tracking sharpness.
 
-    ``fit`` runs plain gradient descent (full batch by default) on
-    ``L = sum_i |f(x_i) - y_i|**2 / (2 n_samples)`` and records the loss at
-    every step and the sharpness ``lambda_H`` (top eigenvalue of the loss
-    Hessian) every ``sharpness_every`` steps, from a Lanczos eigensolver on
+    ``fit`` runs gradient descent (full batch by default; or momentum,
+    Nesterov, RMSProp, Adam) on
+    ``L = sum_i |f(x_i) - y_i|**2 / (2 n_samples)`` and records the loss and
+    the sharpness ``lambda_H`` (top eigenvalue of the loss Hessian) every
+    ``record_every`` steps, from a Lanczos eigensolver on
     exact Hessian-vector products, warm-started from the previous
     eigenvector.  This is the protocol of Cohen et al. (2021) in which
     progressive sharpening and the edge of stability (``learning_rate *
@@ -485,12 +488,12 @@ class MLPRegressor(RegressorMixin, BaseEstimator):
         Whether every layer has a bias.  Biases start at 0 and have multiplier
         1; hidden-layer biases have the learning-rate scale of their layer, the
         output bias the scale 1 (see Notes).
-    learning_rate : float, default=0.01
-        Gradient-descent step size ``eta``, or ``c = eta * lambda_H0`` when
+    learning_rate : float or callable, default=0.01
+        Step size ``eta``, or ``c = eta * lambda_H0`` when
         ``lr_units="initial_sharpness"``.  Per-layer learning-rate scales of
-        the parameterization are applied on top of it.  (Unlike sklearn's
-        ``learning_rate``, a schedule name, this is a number: the schedule is
-        constant.)
+        the parameterization are applied on top of it.  A callable of the
+        step ``t`` (0, 1, ...) is a schedule, e.g. :class:`LinearWarmup`.
+        (sklearn's ``learning_rate`` is a schedule name.)
     lr_units : {"absolute", "initial_sharpness"}, default="absolute"
         ``"absolute"``: the step size is ``learning_rate``.
         ``"initial_sharpness"``: the step size is ``learning_rate /
@@ -510,9 +513,9 @@ class MLPRegressor(RegressorMixin, BaseEstimator):
         functions of width; see :class:`ParameterizationTransformer`.
     init_scale : float, default=1.0
         Multiplies the initialization standard deviation of every layer.
-    sharpness_every : int, default=1
-        Measure the sharpness every ``sharpness_every`` steps (the first and
-        the last step are always measured).
+    record_every : int, default=1
+        Record the loss and measure the sharpness every ``record_every``
+        steps (the first and the last step are always recorded).
     sharpness_tol : float, default=1e-6
         Relative tolerance of the Lanczos eigensolver.
     sharpness_batch_size : int or None, default=None
@@ -527,8 +530,19 @@ class MLPRegressor(RegressorMixin, BaseEstimator):
         warm-started Lanczos on Gauss-Newton products).
     compute_lyapunov : bool, default=False
         Also estimate the largest Lyapunov exponent of the gradient-descent
-        map: one tangent vector is pushed through ``(I - eta H_t)`` at every
-        step (one Hessian-vector product per step) and renormalized.
+        map: one tangent vector of the parameters and the optimizer state
+        (``(I - eta H_t)`` for plain GD) is pushed through every step (one
+        Hessian-vector product per step) and renormalized.
+    %(optimizer)s
+    warm_start : bool, default=False
+        Continue the previous fit: from its weights, optimizer state,
+        step count and eigenvector warm starts, appending to every trace
+        (a run split into two fits is bit-identical to one long run).
+    blas_threads : int or None, default=1
+        BLAS threads during the fit; None leaves them as they are.  Small
+        matrices are faster on one thread (see the benchmarks).
+    sharpness_every : int, default="deprecated"
+        Deprecated alias of ``record_every`` (removed in 0.3).
     random_state : int, RandomState instance or None, default=None
         Seeds the initialization, the measurement batch, the tangent vector and
         the SGD shuffles.
@@ -560,9 +574,15 @@ class MLPRegressor(RegressorMixin, BaseEstimator):
         Whether each measurement met ``sharpness_tol``.
     ntk_trace_ : ndarray of shape (n_records,) or None
         Top NTK eigenvalue at ``steps_`` (None unless ``compute_ntk``).
-    loss_curve_ : ndarray of shape (n_iter_ + 1,)
-        Training loss before each update, then after the last one.  (sklearn
-        records one value per epoch.)
+    loss_curve_ : ndarray of shape (n_records,)
+        Training loss at ``steps_``.  (sklearn records one value per epoch.)
+    preconditioned_sharpness_trace_ : ndarray of shape (n_records,) or None
+        ``lambda_max(P^-1 H)`` at ``steps_`` for the adaptive optimizers
+        (``P`` the preconditioner of the step from there); None otherwise.
+    stability_threshold_ : float or ndarray of shape (n_records,)
+        The value the tracked sharpness (the preconditioned one for adaptive
+        optimizers) is compared with, e.g. ``2 / eta`` for GD; per record when
+        the learning rate changes during the run.
     n_iter_ : int
         Steps completed (fewer than ``max_iter`` only when diverged).
     diverged_ : bool
@@ -674,7 +694,10 @@ class MLPRegressor(RegressorMixin, BaseEstimator):
         **GD_PARAMETER_CONSTRAINTS,
         "lr_units": [StrOptions({"absolute", "initial_sharpness"})],
         "batch_size": [Interval(Integral, 1, None, closed="left"), None],
-        "sharpness_every": [Interval(Integral, 1, None, closed="left")],
+        "sharpness_every": [
+            Interval(Integral, 1, None, closed="left"),
+            Hidden(StrOptions({"deprecated"})),
+        ],
         "sharpness_tol": [Interval(Real, 0, 1, closed="neither")],
         "sharpness_batch_size": [Interval(Integral, 1, None, closed="left"), None],
         "compute_ntk": ["boolean"],
@@ -693,13 +716,21 @@ class MLPRegressor(RegressorMixin, BaseEstimator):
         batch_size=None,
         parameterization="sp",
         init_scale=1.0,
-        sharpness_every=1,
+        record_every=1,
         sharpness_tol=1e-6,
         sharpness_batch_size=None,
         compute_ntk=False,
         compute_lyapunov=False,
+        optimizer="gd",
+        momentum=0.9,
+        beta_1=0.9,
+        beta_2=0.999,
+        epsilon=1e-8,
+        warm_start=False,
+        blas_threads=1,
         random_state=None,
         verbose=0,
+        sharpness_every="deprecated",
     ):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
@@ -710,13 +741,21 @@ class MLPRegressor(RegressorMixin, BaseEstimator):
         self.batch_size = batch_size
         self.parameterization = parameterization
         self.init_scale = init_scale
-        self.sharpness_every = sharpness_every
+        self.record_every = record_every
         self.sharpness_tol = sharpness_tol
         self.sharpness_batch_size = sharpness_batch_size
         self.compute_ntk = compute_ntk
         self.compute_lyapunov = compute_lyapunov
+        self.optimizer = optimizer
+        self.momentum = momentum
+        self.beta_1 = beta_1
+        self.beta_2 = beta_2
+        self.epsilon = epsilon
+        self.warm_start = warm_start
+        self.blas_threads = blas_threads
         self.random_state = random_state
         self.verbose = verbose
+        self.sharpness_every = sharpness_every
 
     def _hidden_sizes(self):
         sizes = self.hidden_layer_sizes
@@ -762,34 +801,110 @@ class MLPRegressor(RegressorMixin, BaseEstimator):
         self : MLPRegressor
             The fitted estimator.
         """
+        warm = self.warm_start and hasattr(self, "_engine_state")
         X, y = validate_data(
-            self, X, y, multi_output=True, y_numeric=True, dtype=np.float64
+            self,
+            X,
+            y,
+            multi_output=True,
+            y_numeric=True,
+            dtype=np.float64,
+            reset=not warm,
         )
         Y = _as_2d(y)
-        rng = check_random_state(self.random_state)
-        params, mults, scalings = self._initialize(X.shape[1], Y.shape[1], rng)
-        run = _gd_run(
-            params,
-            mults,
-            X,
-            Y,
-            activation=self.activation,
+        record_every = self.record_every
+        if self.sharpness_every != "deprecated":
+            warnings.warn(
+                "sharpness_every was renamed record_every in 0.2 and will be "
+                "removed in 0.3: every trace is now recorded at the same steps.",
+                FutureWarning,
+                stacklevel=3,
+            )
+            record_every = self.sharpness_every
+        optimizer = make_estimator_optimizer(self)
+        if warm:
+            if Y.shape[1] != self.n_outputs_:
+                raise ValueError(
+                    f"warm_start: y has {Y.shape[1]} outputs, the previous fit "
+                    f"had {self.n_outputs_}."
+                )
+            state = self._engine_state
+            mults, scalings, streams = (
+                state["multipliers"],
+                self.scalings_,
+                state["streams"],
+            )
+            theta = None
+        else:
+            rng = check_random_state(self.random_state)
+            params, mults, scalings = self._initialize(X.shape[1], Y.shape[1], rng)
+            theta = np.concatenate([p.ravel() for p in params])
+            rng_measure, rng_tangent, rng_shuffle = _streams(rng)
+            streams = {"measure": rng_measure, "tangent": rng_tangent, "batches": None}
+            n_samples = X.shape[0]
+            if self.batch_size is not None and self.batch_size < n_samples:
+                streams["batches"] = _Minibatches(
+                    n_samples, self.batch_size, rng_shuffle
+                )
+            streams["rows"] = None
+            size = self.sharpness_batch_size
+            if size is not None and size < n_samples:
+                streams["rows"] = np.sort(rng_measure.permutation(n_samples)[:size])
+            state = {"multipliers": mults, "streams": streams, "run": None}
+            params = None
+        shapes = [tuple(sh) for sh in self._shapes(X.shape[1], Y.shape[1])]
+        model = MLPModel(X, Y, shapes, mults, self.activation)
+        report = None
+        report_every = max(1, self.max_iter // 10) if self.verbose >= 2 else 0
+        if report_every:
+
+            def report(t, loss, eta_sharpness):
+                print(
+                    f"[MLPRegressor] step {t}/{self.max_iter}: loss={loss:.6g}, "
+                    f"eta*lambda_H={eta_sharpness:.4g}",
+                    flush=True,
+                )
+
+        run = train(
+            model,
+            theta,
+            optimizer=optimizer,
             learning_rate=self.learning_rate,
             lr_units=self.lr_units,
             max_iter=self.max_iter,
-            batch_size=self.batch_size,
-            sharpness_every=self.sharpness_every,
+            record_every=record_every,
             sharpness_tol=self.sharpness_tol,
-            sharpness_batch_size=self.sharpness_batch_size,
+            measure_rows=streams["rows"],
+            batches=streams["batches"],
             compute_ntk=self.compute_ntk,
             compute_lyapunov=self.compute_lyapunov,
-            rng=rng,
-            report_every=max(1, self.max_iter // 10) if self.verbose >= 2 else 0,
+            rng_tangent=streams["tangent"],
+            resume=state["run"] if warm else None,
+            report=report,
+            report_every=report_every,
+            blas_threads=self.blas_threads,
         )
-        params = run.pop("params")
-        for name, value in run.items():
-            setattr(self, name, value)
-        self._set_weights(params, mults, scalings)
+        state["run"] = run["state"]
+        self._engine_state = state
+        growth = np.asarray(run["growth"], dtype=float)
+        if warm and self.tangent_log_growth_ is not None:
+            growth = np.concatenate([self.tangent_log_growth_, growth])
+        store_traces(
+            self,
+            run["traces"],
+            n_iter=run["n_iter"],
+            diverged=run["diverged"],
+            append=warm,
+        )
+        self.n_hvp_ = int(self.hvp_trace_.sum()) + (
+            growth.size if self.compute_lyapunov else 0
+        )
+        self.tangent_log_growth_ = growth if self.compute_lyapunov else None
+        self.lyapunov_exponent_ = None
+        if self.compute_lyapunov:
+            n = growth.size
+            self.lyapunov_exponent_ = float(np.mean(growth[n // 2 :])) if n else np.nan
+        self._set_weights(model.unflatten(run["theta"]), mults, scalings)
         self.n_layers_ = len(self.coefs_) + 1
         self.n_outputs_ = Y.shape[1]
         if self.diverged_:
@@ -797,11 +912,19 @@ class MLPRegressor(RegressorMixin, BaseEstimator):
         if self.verbose:
             print(
                 f"[MLPRegressor] steps={self.n_iter_} diverged={self.diverged_} "
-                f"eta={self.learning_rate_:.6g} "
                 f"lambda_H0={self.initial_sharpness_:.6g} "
                 f"final loss={self.loss_curve_[-1]:.6g} HVPs={self.n_hvp_}"
             )
         return self
+
+    def _shapes(self, n_features, n_outputs):
+        sizes = [n_features, *self._hidden_sizes(), n_outputs]
+        shapes = []
+        for fan_in, fan_out in zip(sizes[:-1], sizes[1:], strict=True):
+            shapes.append((fan_in, fan_out))
+            if self.fit_intercept:
+                shapes.append((fan_out,))
+        return shapes
 
     def _set_weights(self, params, mults, scalings):
         """Store the matrices the network applies (see Notes)."""
@@ -839,6 +962,9 @@ class MLPRegressor(RegressorMixin, BaseEstimator):
         return tags
 
 
+MLPRegressor.__doc__ = MLPRegressor.__doc__.replace("%(optimizer)s", OPTIMIZER_DOC)
+
+
 def _streams(rng):
     """Measurement-batch, tangent and shuffle generators, drawn after the init.
 
@@ -847,146 +973,76 @@ def _streams(rng):
     return tuple(np.random.RandomState(s) for s in rng.randint(2**31 - 1, size=3))
 
 
-def _initial_tangent(rng, n_params):
-    """Unit Gaussian start of the Lyapunov tangent vector."""
-    tangent = rng.standard_normal(n_params)
-    return tangent / np.linalg.norm(tangent)
+class _Minibatches:
+    """Sample indices of successive minibatches, reshuffled every epoch."""
+
+    def __init__(self, n_samples, batch_size, rng):
+        self.n_samples, self.batch_size, self.rng = n_samples, batch_size, rng
+        self.order, self.cursor = None, n_samples
+
+    def __call__(self):
+        if self.cursor >= self.n_samples:
+            self.order, self.cursor = self.rng.permutation(self.n_samples), 0
+        batch = self.order[self.cursor : self.cursor + self.batch_size]
+        self.cursor += self.batch_size
+        return batch
 
 
-def _gd_run(
-    params,
-    mults,
-    X,
-    Y,
-    *,
-    activation,
-    learning_rate,
-    lr_units,
-    max_iter,
-    batch_size,
-    sharpness_every,
-    sharpness_tol,
-    sharpness_batch_size,
-    compute_ntk,
-    compute_lyapunov,
-    rng,
-    report_every=0,
-):
-    """The gradient-descent loop of :class:`MLPRegressor` (see its docstring).
+class _MLPPoint(Point):
+    """The engine's view of :func:`mlp_point` (see :class:`~sharpsk._engine.Point`)."""
 
-    ``report_every > 0`` prints a progress line every that many steps.
+    def __init__(self, pt):
+        self.pt = pt
+        self.loss = pt["loss"]
+        self.residual_max = float(np.max(np.abs(pt["residual"])))
+        self._matvecs = {}
+
+    def gradient(self):
+        return np.concatenate([g.ravel() for g in mlp_gradient(self.pt)])
+
+    def _matvec(self, gauss_newton):
+        if gauss_newton not in self._matvecs:
+            self._matvecs[gauss_newton] = mlp_matvec(
+                self.pt, gauss_newton=gauss_newton
+            )[0]
+        return self._matvecs[gauss_newton]
+
+    def hvp(self, vec):
+        return self._matvec(False)(vec)
+
+    def gauss_newton(self, vec):
+        return self._matvec(True)(vec)
+
+
+class MLPModel(Model):
+    """A fully connected network with squared error, as an engine model.
+
+    Parameters
+    ----------
+    X, Y : ndarray
+        Inputs and 2-D targets.
+    shapes : list of tuple
+        Shapes of ``[W_0, b_0, ...]`` in the flat parameter vector.
+    multipliers : list of float
+        One per entry of ``shapes``.
+    activation : str
+        Hidden-layer activation.
     """
-    n_samples = X.shape[0]
-    rng_measure, rng_tangent, rng_shuffle = _streams(rng)
-    measure_idx = None
-    if sharpness_batch_size is not None and sharpness_batch_size < n_samples:
-        measure_idx = np.sort(rng_measure.permutation(n_samples)[:sharpness_batch_size])
-    tangent = None
-    if compute_lyapunov:
-        tangent = _initial_tangent(rng_tangent, sum(p.size for p in params))
-    sgd = batch_size is not None and batch_size < n_samples
-    steps = recorded_steps(max_iter, sharpness_every)
-    n_rec = len(steps)
-    sharp, n_hvp = np.full(n_rec + 1, np.nan), np.zeros(n_rec + 1, dtype=int)
-    conv, ntk = np.zeros(n_rec + 1, dtype=bool), np.full(n_rec + 1, np.nan)
-    loss_curve = np.full(max_iter + 1, np.nan)
-    log_growth = np.full(max_iter, np.nan) if compute_lyapunov else None
-    # warm starts from the previous measurements (see TopEigenTracker)
-    trackers = {
-        kind: TopEigenTracker(tol=sharpness_tol, random_state=0)
-        for kind in ("hessian", "ntk")
-    }
 
-    def measure(params, point, rec):
-        if measure_idx is not None:
-            point = mlp_point(params, X[measure_idx], Y[measure_idx], mults, activation)
-        for kind in ("hessian", "ntk") if compute_ntk else ("hessian",):
-            matvec, n = mlp_matvec(point, gauss_newton=kind == "ntk")
-            res = trackers[kind].update(matvec, n)
-            if kind == "ntk":
-                ntk[rec] = res.eigenvalue
-            else:
-                sharp[rec], n_hvp[rec], conv[rec] = (
-                    res.eigenvalue,
-                    res.n_hvp,
-                    res.converged,
-                )
+    def __init__(self, X, Y, shapes, multipliers, activation):
+        self.X, self.Y, self.shapes = X, Y, shapes
+        self.multipliers, self.activation = multipliers, activation
+        self.bounds = np.cumsum([0] + [int(np.prod(sh)) for sh in shapes])
+        self.n_params = int(self.bounds[-1])
+        self.target_max = float(np.max(np.abs(Y))) if Y.size else 0.0
 
-    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        point = mlp_point(params, X, Y, mults, activation)
-        bound = divergence_bound(np.max(np.abs(point["residual"])), np.max(np.abs(Y)))
-        eta = learning_rate
-        order, cursor = None, n_samples
-        rec, n_iter, diverged = 0, 0, False
-        for t in range(max_iter + 1):
-            loss_curve[t] = point["loss"]
-            if rec < n_rec and steps[rec] == t:
-                measure(params, point, rec)
-                rec += 1
-            if t == 0 and lr_units == "initial_sharpness":
-                if not sharp[0] > 0:
-                    raise ValueError(
-                        "lr_units='initial_sharpness' needs a positive initial "
-                        f"sharpness, got {float(sharp[0])!r}."
-                    )
-                eta = learning_rate / sharp[0]
-            if report_every and t % report_every == 0:
-                print(
-                    f"[MLPRegressor] step {t}/{max_iter}: loss={point['loss']:.6g}, "
-                    f"eta*lambda_H={eta * sharp[rec - 1]:.4g} (step {steps[rec - 1]})",
-                    flush=True,
-                )
-            if t == max_iter:
-                break
-            step_point = point
-            if sgd:
-                if cursor >= n_samples:
-                    order, cursor = rng_shuffle.permutation(n_samples), 0
-                batch = order[cursor : cursor + batch_size]
-                cursor += batch_size
-                step_point = mlp_point(params, X[batch], Y[batch], mults, activation)
-            grads = mlp_gradient(step_point)
-            if compute_lyapunov:
-                matvec, _ = mlp_matvec(step_point)
-                tangent = tangent - eta * matvec(tangent)
-                norm = np.linalg.norm(tangent)
-                log_growth[t] = np.log(norm)
-                tangent = tangent / norm
-            new_params = [p - eta * g for p, g in zip(params, grads, strict=True)]
-            new_point = mlp_point(new_params, X, Y, mults, activation)
-            if not (
-                np.max(np.abs(new_point["residual"])) <= bound  # NaN-safe
-                and _params_finite(new_params)
-            ):
-                diverged = True
-                break
-            params, point = new_params, new_point
-            n_iter += 1
-        if diverged and (rec == 0 or steps[rec - 1] != n_iter):
-            # Always measure the last (finite) state.
-            steps = np.append(steps[:rec], n_iter)
-            measure(params, point, rec)
-            rec += 1
-    out = {
-        "params": params,
-        "learning_rate_": float(eta),
-        "steps_": np.asarray(steps[:rec]),
-        "sharpness_trace_": sharp[:rec],
-        "hvp_trace_": n_hvp[:rec],
-        "sharpness_converged_": conv[:rec],
-        "ntk_trace_": ntk[:rec] if compute_ntk else None,
-        "loss_curve_": loss_curve[: n_iter + 1],
-        "n_iter_": n_iter,
-        "diverged_": diverged,
-        "initial_sharpness_": float(sharp[0]),
-        "n_hvp_": int(n_hvp[:rec].sum()) + (n_iter if compute_lyapunov else 0),
-        "lyapunov_exponent_": None,
-        "tangent_log_growth_": None,
-    }
-    if compute_lyapunov:
-        growth = log_growth[:n_iter]
-        out["tangent_log_growth_"] = growth
-        out["lyapunov_exponent_"] = (
-            float(np.mean(growth[n_iter // 2 :])) if n_iter else float("nan")
+    def unflatten(self, theta):
+        """Views of ``theta`` shaped like the parameters."""
+        b = self.bounds
+        return [theta[b[i] : b[i + 1]].reshape(sh) for i, sh in enumerate(self.shapes)]
+
+    def point(self, theta, rows=None):
+        X, Y = (self.X, self.Y) if rows is None else (self.X[rows], self.Y[rows])
+        return _MLPPoint(
+            mlp_point(self.unflatten(theta), X, Y, self.multipliers, self.activation)
         )
-    return out

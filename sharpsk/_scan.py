@@ -3,10 +3,25 @@
 The layout follows scikit-learn's ``model_selection/_search.py``: a
 meta-estimator that validates its parameters, builds the list of runs, and
 hands each to a module-level worker (:func:`_fit_and_label`, like
-``_fit_and_score``) through :class:`sklearn.utils.parallel.Parallel`.  A
-single-example UV model skips the per-run loop altogether: all runs are
-iterated at once by the vectorised function-space kernel
-:func:`_uv_batched_runs`, whose numbers are bit-identical to the per-run path.
+``_fit_and_score``) through :class:`sklearn.utils.parallel.Parallel`.  An
+estimator that offers a batched engine (the scan protocol's
+``batched_engine(X, y)``: the single-example UV model's exact map) has all
+its runs iterated at once instead, with numbers bit-identical to the per-run
+path.
+
+The scan protocol, all an estimator needs to be scanned:
+
+* parameters ``learning_rate`` (required), ``max_iter`` (0 must record the
+  initialization), and optionally ``random_state`` and ``lr_units``;
+* fitted attributes of :data:`sharpsk._engine.TRACE_ATTRIBUTES`
+  (``loss_curve_``, ``sharpness_trace_``, ``steps_``, ``n_iter_``,
+  ``diverged_``, ``initial_sharpness_``, ``learning_rate_``,
+  ``stability_threshold_``; ``preconditioned_sharpness_trace_`` when not
+  None is the tracked sharpness), optionally ``residual_trace_``,
+  ``lyapunov_exponent_`` and ``critical_learning_rate_``;
+* optional capabilities: ``batched_engine(X, y)`` (see
+  :class:`sharpsk._engine.BatchedEngine`) and
+  ``tail_lyapunov_exponent(n_records)``.
 """
 
 import os
@@ -18,13 +33,19 @@ from numbers import Integral, Real
 import numpy as np
 from sklearn.base import BaseEstimator, MetaEstimatorMixin, _fit_context, clone
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
+from sklearn.utils._param_validation import HasMethods, Hidden, Interval, StrOptions
 from sklearn.utils._tags import get_tags
 from sklearn.utils.parallel import Parallel, delayed
 from sklearn.utils.validation import check_memory, validate_data
 
-from ._dynamics import LABELS, _analyze_batch, classify_run, default_tail, uv_lyapunov
-from ._maps import _UVStepper, divergence_bound, recorded_steps, uv_sharpness
+from ._dynamics import (
+    EDGE_BAND,
+    LABELS,
+    classify_run,
+    default_tail,
+    deprecated_eos_band,
+)
+from ._engine import LR_UNITS, resolve_learning_rate
 
 __all__ = ["LearningRateScan"]
 
@@ -45,6 +66,8 @@ _RESULT_KEYS = (
     "eta_sharpness_max",
     "eta_sharpness_std",
     "max_eta_sharpness",
+    "edge_ratio_mean",
+    "stability_threshold",
     "catapult",
     "diverged",
     "n_iter",
@@ -58,12 +81,11 @@ _RESULT_KEYS = (
 # --------------------------------------------------------------------------
 
 
-def _tail_lyapunov(delta_f, ntk, eta, kappa, y, n_steps):
-    """UV exponent over the last ``n_steps`` steps (``n_steps // 8`` discarded)."""
-    n_steps = int(n_steps)
-    if n_steps < 1:
-        return np.full(np.shape(delta_f), np.nan)
-    return uv_lyapunov(delta_f, ntk, eta, kappa, y, n_steps, discard=n_steps // 8)
+def _tracked(estimator):
+    """The tracked sharpness trace of a fitted estimator (scan protocol)."""
+    pre = getattr(estimator, "preconditioned_sharpness_trace_", None)
+    sharp = estimator.sharpness_trace_ if pre is None else pre
+    return np.asarray(sharp, dtype=float)
 
 
 def _fit_and_label(estimator, X, y, *, learning_rate, analysis, n_tail_points):
@@ -95,6 +117,8 @@ def _fit_and_label(estimator, X, y, *, learning_rate, analysis, n_tail_points):
             eta_sharpness_max=nan,
             eta_sharpness_std=nan,
             max_eta_sharpness=nan,
+            edge_ratio_mean=nan,
+            stability_threshold=nan,
             catapult=False,
             diverged=True,
             n_iter=0,
@@ -107,261 +131,40 @@ def _fit_and_label(estimator, X, y, *, learning_rate, analysis, n_tail_points):
         )
         return out
 
-    # The step size the run used (an estimator may take relative units).
-    learning_rate = float(getattr(estimator, "learning_rate_", learning_rate))
+    # The step size and threshold the run used, per record when they change.
+    eta = np.asarray(estimator.learning_rate_, dtype=float)
+    threshold = np.asarray(estimator.stability_threshold_, dtype=float)
     loss = np.asarray(estimator.loss_curve_, dtype=float)
-    sharp = np.asarray(estimator.sharpness_trace_, dtype=float)
-    diverged = bool(getattr(estimator, "diverged_", False))
-    n_iter = int(getattr(estimator, "n_iter_", loss.size - 1))
-    steps = np.asarray(getattr(estimator, "steps_", np.arange(sharp.size)))
+    sharp = _tracked(estimator)
+    diverged = bool(estimator.diverged_)
+    steps = np.asarray(estimator.steps_)
     tail = analysis["tail"]
     T = default_tail(loss.size, analysis["max_period"]) if tail is None else tail
     T = min(T, loss.size)
     orbit = getattr(estimator, "residual_trace_", None)
-    if orbit is not None and np.size(orbit) != loss.size:
-        orbit = None
-    lyap = getattr(estimator, "lyapunov_", None)
-    if lyap is None:
-        lyap = getattr(estimator, "lyapunov_exponent_", None)
-    ntk = getattr(estimator, "ntk_trace_", None)
-    if (
-        lyap is None
-        and not diverged
-        and orbit is not None
-        and ntk is not None
-        and hasattr(estimator, "_function_space_init")
-        and np.isfinite(getattr(estimator, "kappa_", np.nan))
-        and steps.size == loss.size
-    ):
-        init = estimator._function_space_init(X, y)
-        lyap = float(
-            _tail_lyapunov(
-                orbit[-T],
-                ntk[-T],
-                learning_rate,
-                init["kappa"],
-                init["y"],
-                steps[-1] - steps[-T],
-            )
-        )
+    lyap = getattr(estimator, "lyapunov_exponent_", None)
+    if lyap is None and not diverged and hasattr(estimator, "tail_lyapunov_exponent"):
+        lyap = estimator.tail_lyapunov_exponent(T)
     kwargs = {k: v for k, v in analysis.items() if k != "tail"}
     res = classify_run(
         loss,
         sharp,
-        learning_rate,
+        eta,
         diverged=diverged,
         lyapunov=lyap,
         orbit=orbit,
         tail=T,
+        stability_threshold=threshold,
         **kwargs,
     )
     res.pop("tail")
     out.update(res)
-    out["n_iter"] = n_iter
+    out["n_iter"] = int(estimator.n_iter_)
+    out["stability_threshold"] = float(np.ravel(threshold)[-1])
     P = 0 if diverged else min(int(n_tail_points), T, sharp.size)
     out["tail_steps"] = steps[sharp.size - P :] if P else np.empty(0, dtype=int)
     out["tail_sharpness"] = sharp[sharp.size - P :]
-    if sharp.size == loss.size:
-        out["tail_loss"] = loss[loss.size - P :]
-    else:  # sharpness recorded at other steps than the loss
-        out["tail_loss"] = np.full(P, np.nan)
-    return out
-
-
-def _sharpness_into(df, ntk, k4, y2, out, buf):
-    """:func:`sharpsk._maps.uv_sharpness` into ``out`` (same rounding).
-
-    ``k4 = 4.0 * kappa`` and ``y2 = 2.0 * y`` are precomputed.
-    """
-    np.multiply(3.0, df, out=buf)
-    buf += y2  # 3 df + 2 y
-    np.multiply(k4, df, out=out)
-    out *= buf  # 4 kappa df (3 df + 2 y)
-    np.multiply(ntk, ntk, out=buf)
-    out += buf
-    np.maximum(out, 0.0, out=out)
-    np.sqrt(out, out=out)
-    out += ntk
-    out *= 0.5
-    return out
-
-
-class _ActiveRuns:
-    """State of the runs still iterated by :func:`_uv_batched_runs`."""
-
-    def __init__(self, index, df, ntk, eta, kappa, y, bound, max_es):
-        self.idx = index
-        self.stepper = _UVStepper(eta, kappa, y, bound).subset(index)
-        self.df, self.ntk = df[index], ntk[index]
-        self.eta, self.bound, self.max_es = eta[index], bound[index], max_es[index]
-        self.k4, self.y2 = 4.0 * kappa[index], 2.0 * y[index]
-        self._es = np.empty(index.size)
-        self._buf = np.empty(index.size)
-
-    def keep(self, mask):
-        self.stepper = self.stepper.subset(mask)
-        for name in ("idx", "df", "ntk", "eta", "bound", "max_es", "k4", "y2"):
-            setattr(self, name, getattr(self, name)[mask])
-        self._es, self._buf = self._es[: self.idx.size], self._buf[: self.idx.size]
-
-    def record_max(self, mask=None):
-        """Running maximum of ``eta * lambda_H`` (of the runs ``mask``)."""
-        es = _sharpness_into(self.df, self.ntk, self.k4, self.y2, self._es, self._buf)
-        es *= self.eta
-        if mask is None:
-            np.maximum(self.max_es, es, out=self.max_es)
-        else:
-            self.max_es[mask] = np.maximum(self.max_es[mask], es[mask])
-
-    def store(self, df, ntk, max_es):
-        df[self.idx], ntk[self.idx], max_es[self.idx] = self.df, self.ntk, self.max_es
-
-
-def _uv_batched_runs(
-    delta_f0,
-    ntk0,
-    eta,
-    kappa,
-    y,
-    max_iter,
-    record_every,
-    *,
-    analysis,
-    n_tail_points,
-    chunk_size=512,
-):
-    """All runs of a single-example UV scan at once, in function space.
-
-    Iterates the exact map for every run with one vectorised step per
-    gradient-descent step (:class:`sharpsk._maps._UVStepper`, the step of
-    :func:`sharpsk._maps.uv_simulate`), keeps only what labelling needs (the
-    tail window of records, the running maximum of ``eta * lambda_H`` over the
-    recorded steps, the divergence step) and drops diverged runs, and until
-    the tail window converged ones (exact fixed points, ``delta_f == 0``), from
-    the active batch.  The numbers equal those of fitting a ``UVRegressor``
-    per run and calling :func:`_fit_and_label`, bit for bit.
-
-    Parameters
-    ----------
-    delta_f0, ntk0, eta, kappa, y : ndarray of shape (n_runs,)
-        Initial state, learning rate, ``kappa`` and target of each run.
-    max_iter, record_every : int
-        Steps and record schedule (as in ``UVRegressor``).
-    analysis : dict
-        ``tail``, ``max_period`` and the labelling tolerances.
-    n_tail_points : int
-        Records per run kept for the bifurcation table.
-    chunk_size : int, default=512
-        Runs labelled at a time (bounds the memory of the analysis; with
-        1024-record tails, 2048 doubled the peak memory of a 10^4-run scan and
-        was slower).  Labels do not depend on it.
-
-    Returns
-    -------
-    result : dict
-        Arrays of shape (n_runs,) keyed like ``results_``, plus
-        ``tail_steps`` (P,), ``tail_sharpness`` and ``tail_loss`` (n_runs, P).
-    """
-    delta_f0, ntk0, eta, kappa, y = (
-        np.ascontiguousarray(a, dtype=float).ravel()
-        for a in np.broadcast_arrays(delta_f0, ntk0, eta, kappa, y)
-    )
-    N, max_iter = delta_f0.size, int(max_iter)
-    schedule = recorded_steps(max_iter, int(record_every))
-    n_rec = schedule.size
-    tail = analysis["tail"]
-    T = default_tail(n_rec, analysis["max_period"]) if tail is None else tail
-    T = min(T, n_rec)
-    first_tail = n_rec - T
-    t_tail = schedule[first_tail]
-
-    bound = divergence_bound(delta_f0, y)
-    alive = np.abs(delta_f0) <= bound
-    n_iter = np.where(alive, max_iter, 0)
-    df, ntk = delta_f0.copy(), ntk0.copy()
-    max_es = np.full(N, -np.inf)
-    rec_df = np.full((T, N), np.nan)  # time-major: one row per record
-    rec_ntk = np.full((T, N), np.nan)
-
-    act = _ActiveRuns(np.flatnonzero(alive), df, ntk, eta, kappa, y, bound, max_es)
-    in_tail, rec, t = False, 0, 0
-    with np.errstate(over="ignore", invalid="ignore"):
-        while True:
-            if not in_tail and (t >= t_tail or act.idx.size == 0):
-                # Bring the frozen (converged) runs back for the tail window;
-                # they are exact fixed points, so jumping to it is exact.
-                act.store(df, ntk, max_es)
-                act = _ActiveRuns(
-                    np.flatnonzero(alive), df, ntk, eta, kappa, y, bound, max_es
-                )
-                t, in_tail, rec = t_tail, True, max(rec, first_tail)
-            if rec < n_rec and schedule[rec] == t:
-                act.record_max()
-                if rec >= first_tail:
-                    rec_df[rec - first_tail, act.idx] = act.df
-                    rec_ntk[rec - first_tail, act.idx] = act.ntk
-                rec += 1
-            if t == max_iter or (in_tail and act.idx.size == 0):
-                break
-            act.stepper.step(act.df, act.ntk, t)
-            ok = np.abs(act.df) <= act.bound  # NaN compares False
-            compact = not ok.all()
-            if compact:
-                dead = act.idx[~ok]
-                alive[dead] = False
-                n_iter[dead] = t
-            if not in_tail and (t + 1) % 256 == 0:
-                frozen = ok & (act.df == 0.0)
-                if frozen.any():
-                    # Exact fixed points from here on: their later records all
-                    # equal the current state, so count it in the maximum now.
-                    act.record_max(frozen)
-                    ok &= ~frozen
-                    compact = True
-            if compact:  # diverged runs leave for good, converged until the tail
-                act.store(df, ntk, max_es)
-                act.keep(ok)
-            t += 1
-        act.store(df, ntk, max_es)
-    diverged = ~alive
-
-    kwargs = {k: v for k, v in analysis.items() if k != "tail"}
-    lyap = np.full(N, np.nan)
-    ok = np.flatnonzero(alive)
-    if ok.size:
-        lyap[ok] = _tail_lyapunov(
-            rec_df[0, ok], rec_ntk[0, ok], eta[ok], kappa[ok], y[ok], max_iter - t_tail
-        )
-    P = min(int(n_tail_points), T)
-    parts = []
-    tail_sharp = np.empty((N, P))
-    tail_loss = np.empty((N, P))
-    for start in range(0, N, chunk_size):
-        s = slice(start, start + chunk_size)
-        r_df = np.ascontiguousarray(rec_df[:, s].T)
-        r_ntk = np.ascontiguousarray(rec_ntk[:, s].T)
-        with np.errstate(over="ignore", invalid="ignore"):
-            sharp = uv_sharpness(r_df, r_ntk, kappa[s, None], y[s, None])
-            loss = 0.5 * r_df * r_df
-            es_tail = eta[s, None] * sharp
-        parts.append(
-            _analyze_batch(
-                np.stack([loss, sharp, r_df], axis=1),
-                loss,
-                es_tail,
-                diverged[s],
-                lyap[s],
-                max_es[s],
-                loss[:, -1],
-                **kwargs,
-            )
-        )
-        tail_sharp[s], tail_loss[s] = sharp[:, T - P :], loss[:, T - P :]
-    out = {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
-    out["n_iter"] = n_iter
-    out["tail_steps"] = schedule[n_rec - P :]
-    out["tail_sharpness"] = tail_sharp
-    out["tail_loss"] = tail_loss
+    out["tail_loss"] = loss[loss.size - P :]
     return out
 
 
@@ -404,27 +207,25 @@ class LearningRateScan(MetaEstimatorMixin, BaseEstimator):
     Parameters
     ----------
     estimator : estimator object
-        A regressor with a ``learning_rate`` parameter whose ``fit`` sets
-        ``loss_curve_``, ``sharpness_trace_``, ``steps_``, ``n_iter_``,
-        ``diverged_`` and ``initial_sharpness_`` (as
-        :class:`~sharpsk.UVRegressor` and :class:`~sharpsk.MLPRegressor` do);
-        ``max_iter=0`` must be allowed (it measures the initial sharpness).
-        ``residual_trace_``, ``lyapunov_`` or ``lyapunov_exponent_`` and
-        ``learning_rate_`` (the step size actually used) are used when
-        present.
+        An estimator following the scan protocol (see the user guide's
+        "Scanning your own estimator"): a ``learning_rate`` and a
+        ``max_iter`` parameter (``max_iter=0`` records the initialization),
+        and after ``fit`` the trace attributes of
+        :class:`~sharpsk.UVRegressor` and :class:`~sharpsk.MLPRegressor`
+        (``loss_curve_``, ``sharpness_trace_``, ``steps_``, ``n_iter_``,
+        ``diverged_``, ``initial_sharpness_``, ``learning_rate_``,
+        ``stability_threshold_``).
     learning_rates : array-like of shape (n_learning_rates,)
-        Positive learning rates ``eta``, or values of ``c = eta * lambda_H0``
-        with ``normalize``.
-    normalize : False, "initial_sharpness" or "critical", default=False
-        Units of ``learning_rates``.  With ``"initial_sharpness"`` (or
-        ``True``) they are ``c = eta * lambda_H0`` and each run uses ``eta = c /
-        lambda_H0`` with ``lambda_H0`` the initial sharpness of its
-        initialization; with ``"critical"`` they are ``eta / eta_c`` (the
-        estimator's ``critical_learning_rate_``: a UVRegressor on one example).
-        With ``False``, an estimator's own ``lr_units`` (see
-        :class:`~sharpsk.UVRegressor`, :class:`~sharpsk.MLPRegressor`) set the
-        units.  Either way the runs get ``eta`` itself (``lr_units="absolute"``)
-        and ``results_["learning_rate"]`` holds it.
+        Positive learning rates in the units of ``lr_units``.
+    lr_units : {"absolute", "initial_sharpness", "critical"} or None, \
+default=None
+        Units of ``learning_rates``, the vocabulary of the estimators'
+        ``lr_units``: ``"absolute"`` is ``eta``; ``"initial_sharpness"`` is
+        ``c = eta * lambda_H0`` (each run uses ``eta = c / lambda_H0`` of its
+        initialization); ``"critical"`` is ``eta / eta_c`` (the estimator's
+        ``critical_learning_rate_``: a UVRegressor on one example).  None: the
+        estimator's own ``lr_units`` if it has one, else ``"absolute"``.  The
+        runs get ``eta`` itself and ``results_["learning_rate"]`` holds it.
     param_name : str, default=None
         A second estimator parameter to scan (``"width"``, ``"init_scale"``,
         ``"parameterization"``, ...) for phase diagrams.
@@ -443,9 +244,11 @@ class LearningRateScan(MetaEstimatorMixin, BaseEstimator):
         Longest period detected.
     rtol : float, default=1e-6
         Relative tolerance of period detection.
-    eos_band : tuple of float, default=(1.75, 2.5)
-        Range of the tail mean of ``eta * lambda_H`` counted as sitting at the
-        edge of stability (period-2 and aperiodic runs).
+    edge_band : tuple of float, default=(0.875, 1.25)
+        Range of the tail mean of the edge ratio (the tracked sharpness over
+        the run's ``stability_threshold_``: ``eta lambda_H / 2`` for GD)
+        counted as sitting at the edge of stability (period-2 and aperiodic
+        runs).
     lyapunov_tol : float, default=1e-2
         Exponents above it count as chaotic.
     n_tail_points : int, default=64
@@ -471,6 +274,12 @@ class LearningRateScan(MetaEstimatorMixin, BaseEstimator):
     random_state : int, RandomState instance or None, default=None
         Draws the shared seed when the estimator has no integer
         ``random_state`` (or the per-run seeds with ``same_init=False``).
+    normalize : bool or str, default="deprecated"
+        Deprecated alias of ``lr_units`` (``True`` meant
+        ``"initial_sharpness"``); removed in 0.3.
+    eos_band : tuple of float, default="deprecated"
+        Deprecated: the band in units of ``eta * lambda_H``; use
+        ``edge_band`` (removed in 0.3).
 
     Attributes
     ----------
@@ -487,9 +296,12 @@ class LearningRateScan(MetaEstimatorMixin, BaseEstimator):
         aperiodic or diverged), ``lyapunov`` (NaN when diverged or unknown),
         ``final_loss`` (inf when diverged), ``eta_sharpness_mean``,
         ``eta_sharpness_min``, ``eta_sharpness_max``, ``eta_sharpness_std``
-        (tail statistics of ``eta * lambda_H``), ``max_eta_sharpness`` (over
-        the whole run), ``catapult`` (converged after ``eta * lambda_H``
-        exceeded 2), ``diverged``, ``n_iter``, ``initial_sharpness``,
+        (tail statistics of ``eta`` times the tracked sharpness),
+        ``max_eta_sharpness`` (over the whole run), ``edge_ratio_mean`` (tail
+        mean of the tracked sharpness over the threshold),
+        ``stability_threshold`` (the run's, at its last record), ``catapult``
+        (converged after the sharpness exceeded the threshold), ``diverged``,
+        ``n_iter``, ``initial_sharpness``,
         ``critical_learning_rate`` (NaN unless the estimator defines it).
     trace_tails_ : dict of ndarray
         Tidy table of the last ``n_tail_points`` records of every bounded run
@@ -544,14 +356,20 @@ class LearningRateScan(MetaEstimatorMixin, BaseEstimator):
     _parameter_constraints: dict = {
         "estimator": [HasMethods(["fit"])],
         "learning_rates": ["array-like"],
-        "normalize": ["boolean", StrOptions({"initial_sharpness", "critical"})],
+        "lr_units": [StrOptions(set(LR_UNITS)), None],
+        "normalize": [
+            "boolean",
+            StrOptions({"initial_sharpness", "critical"}),
+            Hidden(StrOptions({"deprecated"})),
+        ],
         "param_name": [str, None],
         "param_values": ["array-like", None],
         "engine": [StrOptions({"auto", "batched", "per_run"})],
         "tail": [Interval(Integral, 1, None, closed="left"), None],
         "max_period": [Interval(Integral, 1, None, closed="left")],
         "rtol": [Interval(Real, 0, None, closed="neither")],
-        "eos_band": [tuple, list],
+        "edge_band": [tuple, list],
+        "eos_band": [tuple, list, Hidden(StrOptions({"deprecated"}))],
         "lyapunov_tol": [Interval(Real, 0, None, closed="left")],
         "n_tail_points": [Interval(Integral, 0, None, closed="left")],
         "same_init": ["boolean"],
@@ -567,14 +385,14 @@ class LearningRateScan(MetaEstimatorMixin, BaseEstimator):
         estimator,
         *,
         learning_rates=(0.1,),
-        normalize=False,
+        lr_units=None,
         param_name=None,
         param_values=None,
         engine="auto",
         tail=None,
         max_period=64,
         rtol=1e-6,
-        eos_band=(1.75, 2.5),
+        edge_band=EDGE_BAND,
         lyapunov_tol=1e-2,
         n_tail_points=64,
         same_init=True,
@@ -583,17 +401,19 @@ class LearningRateScan(MetaEstimatorMixin, BaseEstimator):
         progress="auto",
         verbose=0,
         random_state=None,
+        normalize="deprecated",
+        eos_band="deprecated",
     ):
         self.estimator = estimator
         self.learning_rates = learning_rates
-        self.normalize = normalize
+        self.lr_units = lr_units
         self.param_name = param_name
         self.param_values = param_values
         self.engine = engine
         self.tail = tail
         self.max_period = max_period
         self.rtol = rtol
-        self.eos_band = eos_band
+        self.edge_band = edge_band
         self.lyapunov_tol = lyapunov_tol
         self.n_tail_points = n_tail_points
         self.same_init = same_init
@@ -602,6 +422,8 @@ class LearningRateScan(MetaEstimatorMixin, BaseEstimator):
         self.progress = progress
         self.verbose = verbose
         self.random_state = random_state
+        self.normalize = normalize
+        self.eos_band = eos_band
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -664,14 +486,24 @@ class LearningRateScan(MetaEstimatorMixin, BaseEstimator):
             est.set_params(random_state=seed)
         return est
 
-    def _batched_possible(self, X, values):
-        if not hasattr(self.estimator, "_function_space_init") or X.shape[0] != 1:
-            return False
-        for value in values:
-            est = self._configure(value, None)
-            if est.get_params().get("engine", "auto") not in ("auto", "function"):
-                return False
-        return True
+    def _batched_engines(self, X, y, values, seeds):
+        """The batched engine of every run's configuration, or None.
+
+        Asks each configured clone for its ``batched_engine(X, y)`` (scan
+        protocol); None unless every configuration offers one.
+        """
+        if not hasattr(self.estimator, "batched_engine"):
+            return None
+        engines = {}
+        for value_index, seed in {
+            (i, seed) for i, seed in self._run_keys(values, seeds)
+        }:
+            est = self._configure(values[value_index], seed)
+            engine = est.batched_engine(X, y)
+            if engine is None:
+                return None
+            engines[value_index, seed] = engine
+        return engines
 
     def _draw_seeds(self, n_val, n_lr, values):
         """Seed of every run: one shared seed (same init) or one per run.
@@ -741,10 +573,12 @@ class LearningRateScan(MetaEstimatorMixin, BaseEstimator):
             self, X, y, multi_output=True, y_numeric=True, dtype=np.float64
         )
         lrs, values = self._check_grid()
-        if len(self.eos_band) != 2 or not self.eos_band[0] <= self.eos_band[1]:
+        band = deprecated_eos_band(self.eos_band, self.edge_band)
+        name = "edge_band" if self.eos_band == "deprecated" else "eos_band"
+        if len(band) != 2 or not band[0] <= band[1]:
             raise ValueError(
-                f"eos_band must be a pair (low, high) with low <= high, got "
-                f"{self.eos_band!r}."
+                f"{name} must be a pair (low, high) with low <= high, got "
+                f"{getattr(self, name)!r}."
             )
         n_lr, n_val = lrs.size, len(values)
         n_runs = n_lr * n_val
@@ -752,7 +586,7 @@ class LearningRateScan(MetaEstimatorMixin, BaseEstimator):
             "tail": self.tail,
             "max_period": int(self.max_period),
             "rtol": float(self.rtol),
-            "eos_band": tuple(float(b) for b in self.eos_band),
+            "edge_band": tuple(float(b) for b in band),
             "lyapunov_tol": float(self.lyapunov_tol),
         }
 
@@ -760,42 +594,25 @@ class LearningRateScan(MetaEstimatorMixin, BaseEstimator):
         run_val = np.repeat(np.arange(n_val), n_lr)
         lam0, eta_c = self._initial_sharpness(X, y, values, seeds, run_val)
         grid = np.tile(lrs, n_val)
-        units = self.normalize
-        if units is True:
-            units = "initial_sharpness"
-        elif not units:  # the estimator's own units, if it has any
-            units = self.estimator.get_params().get("lr_units", "absolute")
-        if units == "critical":
-            eta = grid * eta_c
-            if not np.all(np.isfinite(eta) & (eta > 0)):
-                raise ValueError(
-                    "normalize='critical' needs a critical learning rate "
-                    "(critical_learning_rate_ of a UVRegressor on one example); "
-                    f"{type(self.estimator).__name__} gave {np.unique(eta_c).tolist()}."
-                )
-            c = eta * lam0
-        elif units == "initial_sharpness":
-            c = grid
-            with np.errstate(divide="ignore"):
-                eta = grid / lam0
-            if not np.all(np.isfinite(eta) & (eta > 0)):
-                raise ValueError(
-                    "normalize='initial_sharpness' needs a positive initial "
-                    "sharpness; the estimator's is "
-                    f"{np.unique(lam0[~(eta > 0)]).tolist()}."
-                )
-        else:
-            eta, c = grid, grid * lam0
+        units = self._units()
+        eta = resolve_learning_rate(
+            grid, units, initial_sharpness=lam0, critical_learning_rate=eta_c
+        )
+        with np.errstate(over="ignore"):
+            c = grid if units == "initial_sharpness" else eta * lam0
 
-        engine = self.engine
+        engine, engines = self.engine, None
+        if engine != "per_run":
+            engines = self._batched_engines(X, y, values, seeds)
         if engine == "auto":
-            engine = "batched" if self._batched_possible(X, values) else "per_run"
-        elif engine == "batched" and not self._batched_possible(X, values):
+            engine = "per_run" if engines is None else "batched"
+        elif engine == "batched" and engines is None:
             raise ValueError(
-                "engine='batched' needs a single-example UVRegressor-like "
-                "estimator (with _function_space_init) and its engine 'auto' or "
-                f"'function'; got {type(self.estimator).__name__} on "
-                f"{X.shape[0]} samples. Use engine='per_run'."
+                "engine='batched' needs an estimator offering a batched engine "
+                "for every run (UVRegressor on a single example with optimizer="
+                f"'gd', a constant learning_rate and engine 'auto' or 'function'); "
+                f"got {type(self.estimator).__name__} on {X.shape[0]} samples. "
+                "Use engine='per_run'."
             )
         memory = self.memory
         if isinstance(memory, os.PathLike):
@@ -804,7 +621,9 @@ class LearningRateScan(MetaEstimatorMixin, BaseEstimator):
         show = sys.stderr.isatty() if self.progress == "auto" else bool(self.progress)
         start = time.monotonic()
         if engine == "batched":
-            runs = self._run_batched(X, y, values, seeds, eta, memory, analysis, show)
+            runs = self._run_batched(
+                engines, values, seeds, eta, memory, analysis, show
+            )
         else:
             runs = self._run_per_run(X, y, values, seeds, eta, memory, analysis, show)
 
@@ -887,25 +706,40 @@ class LearningRateScan(MetaEstimatorMixin, BaseEstimator):
             runs[key] = [np.asarray(r[key]) for r in out]
         return runs
 
-    def _run_batched(self, X, y, values, seeds, eta, memory, analysis, show):
-        n_runs, n_lr = eta.size, eta.size // len(values)
-        state = {k: np.empty(n_runs) for k in ("delta_f0", "ntk0", "kappa", "y")}
-        inits, schedule = {}, {}
-        for i in range(n_runs):
-            init_key = (i // n_lr, seeds[i])
-            if init_key not in inits:
-                est = self._configure(values[i // n_lr], seeds[i])
-                p = est.get_params()
-                inits[init_key] = (
-                    est._function_space_init(X, y),
-                    (int(p["max_iter"]), int(p.get("record_every", 1))),
-                )
-            init, key = inits[init_key]
-            for k in state:
-                state[k][i] = init[k]
-            schedule.setdefault(key, []).append(i)
-        kernel = memory.cache(_uv_batched_runs)
-        cached = hasattr(kernel, "check_call_in_cache")
+    def _units(self):
+        """The units of ``learning_rates`` (``lr_units``, or deprecated ones)."""
+        if isinstance(self.normalize, str) and self.normalize == "deprecated":
+            if self.lr_units is not None:
+                return self.lr_units
+            return self.estimator.get_params().get("lr_units", "absolute")
+        warnings.warn(
+            "normalize was renamed lr_units in 0.2 (normalize=True is "
+            "lr_units='initial_sharpness', False the estimator's units) and will "
+            "be removed in 0.3.",
+            FutureWarning,
+            stacklevel=3,
+        )
+        if self.normalize is True:
+            return "initial_sharpness"
+        if not self.normalize:
+            return self.estimator.get_params().get("lr_units", "absolute")
+        return self.normalize
+
+    def _run_keys(self, values, seeds):
+        n_lr = len(seeds) // len(values)
+        return [(i // n_lr, seeds[i]) for i in range(len(seeds))]
+
+    def _run_batched(self, engines, values, seeds, eta, memory, analysis, show):
+        n_runs = eta.size
+        # Group the runs by kernel and static arguments; stack their states.
+        groups = {}
+        for i, run_key in enumerate(self._run_keys(values, seeds)):
+            engine = engines[run_key]
+            groups.setdefault((engine.kernel, engine.key), []).append(i)
+        state = {
+            i: engines[run_key].state
+            for i, run_key in enumerate(self._run_keys(values, seeds))
+        }
         self.n_cached_ = 0
         bar = _Progress(n_runs, show)
         runs, tails = {}, [None] * n_runs
@@ -913,25 +747,23 @@ class LearningRateScan(MetaEstimatorMixin, BaseEstimator):
         # finished blocks) and advances the progress line.
         blocks = [
             (key, block)
-            for key, index in schedule.items()
+            for key, index in groups.items()
             for block in np.array_split(
                 np.asarray(index), -(-len(index) // _BATCH_BLOCK)
             )
         ]
-        for (max_iter, every), index in blocks:
-            args = (
-                state["delta_f0"][index],
-                state["ntk0"][index],
-                eta[index],
-                state["kappa"][index],
-                state["y"][index],
-                max_iter,
-                every,
-            )
+        for (kernel, static), index in blocks:
+            kernel = memory.cache(kernel)
+            cached = hasattr(kernel, "check_call_in_cache")
+            args = ()
             kwargs = {
-                "analysis": analysis,
-                "n_tail_points": int(self.n_tail_points),
+                name: np.array([state[i][name] for i in index], dtype=float)
+                for name in state[index[0]]
             }
+            kwargs["eta"] = eta[index]
+            kwargs.update(static)
+            kwargs["analysis"] = analysis
+            kwargs["n_tail_points"] = int(self.n_tail_points)
             if cached and kernel.check_call_in_cache(*args, **kwargs):
                 self.n_cached_ += 1
             part = kernel(*args, **kwargs)
@@ -973,5 +805,6 @@ class LearningRateScan(MetaEstimatorMixin, BaseEstimator):
         table["step"] = cat(runs["tail_steps"], np.int64)
         table["sharpness"] = sharp
         table["eta_sharpness"] = table["learning_rate"] * sharp
+        table["stability_threshold"] = results["stability_threshold"][run]
         table["loss"] = cat(runs["tail_loss"], float)
         return table

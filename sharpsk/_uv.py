@@ -8,11 +8,18 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ._base import GD_PARAMETER_CONSTRAINTS, warn_divergence
+from ._base import (
+    GD_PARAMETER_CONSTRAINTS,
+    OPTIMIZER_DOC,
+    make_estimator_optimizer,
+    store_traces,
+    warn_divergence,
+)
 from ._dynamics import uv_critical_learning_rate
-from ._maps import divergence_bound, recorded_steps, uv_sharpness, uv_simulate
+from ._engine import BatchedEngine, Model, Point, resolve_learning_rate, train
+from ._maps import uv_sharpness, uv_simulate
 from ._parameterization import resolve_parameterization
-from ._sharpness import top_eigenpair
+from ._uv_batched import tail_lyapunov, uv_batched_runs
 
 __all__ = ["UVRegressor"]
 
@@ -77,23 +84,99 @@ def uv_function_state(U, v, x, y, s):
     )
 
 
+class _UVPoint(Point):
+    """The engine's view of the UV model at ``(U, v)``."""
+
+    def __init__(self, model, U, v, X, y):
+        self.model, self.U, self.v, self.X, self.y = model, U, v, X, y
+        s = model.s
+        self.r, self.A = uv_residual(U, v, X, y, s)
+        self.loss = 0.5 * np.mean(self.r * self.r)
+        self.residual_max = float(np.max(np.abs(self.r)))
+        self._grad = None
+
+    def gradient(self):
+        if self._grad is None:
+            gU, gv = uv_gradient(self.U, self.v, self.X, self.r, self.A, self.model.s)
+            self._grad = np.concatenate([gU.ravel(), gv])
+        return self._grad
+
+    def _split(self, vec):
+        n_u = self.U.size
+        return vec[:n_u].reshape(self.U.shape), vec[n_u:]
+
+    def hvp(self, vec):
+        dU, dv = self._split(vec)
+        hU, hv = uv_hvp(self.U, self.v, self.X, self.r, self.A, self.model.s, dU, dv)
+        return np.concatenate([hU.ravel(), hv])
+
+    def gauss_newton(self, vec):
+        dU, dv = self._split(vec)
+        zero = np.zeros_like(self.r)
+        hU, hv = uv_hvp(self.U, self.v, self.X, zero, self.A, self.model.s, dU, dv)
+        return np.concatenate([hU.ravel(), hv])
+
+    def _state(self):
+        return uv_function_state(self.U, self.v, self.X[0], self.y[0], self.model.s)
+
+    def sharpness(self):
+        if self.X.shape[0] != 1:
+            return None
+        df, ntk, kappa = self._state()
+        return float(uv_sharpness(df, ntk, kappa, self.y[0]))
+
+    def ntk(self):
+        if self.X.shape[0] != 1:
+            return None
+        return float(self._state()[1])
+
+    def extras(self):
+        if self.X.shape[0] == 1:
+            return {"residual": float(self.r[0])}
+        return {"residual": float(np.sqrt(np.mean(self.r * self.r)))}
+
+
+class UVModel(Model):
+    """The UV model with squared error, as an engine model.
+
+    ``theta`` is ``U`` (width, d) raveled, then ``v`` (width,), in the
+    learning-rate-normalised coordinates; ``s`` the effective multiplier.
+    """
+
+    def __init__(self, X, y, width, s):
+        self.X, self.y, self.width, self.s = X, y, width, s
+        self.n_params = width * (X.shape[1] + 1)
+        self.target_max = float(np.max(np.abs(y)))
+
+    def split(self, theta):
+        n_u = self.width * self.X.shape[1]
+        return theta[:n_u].reshape(self.width, -1), theta[n_u:]
+
+    def point(self, theta, rows=None):
+        U, v = self.split(theta)
+        X, y = (self.X, self.y) if rows is None else (self.X[rows], self.y[rows])
+        return _UVPoint(self, U, v, X, y)
+
+
 class UVRegressor(RegressorMixin, BaseEstimator):
     """Two-layer linear network ``f(x) = s v^T U x`` trained by gradient descent.
 
     The UV model of Kalra, He & Barkeshli: on a single example it already shows
     early sharpness reduction, progressive sharpening, the edge of stability
-    and a period-doubling route to chaos.  ``fit`` runs plain full-batch
-    gradient descent on ``L = mean((f(x_i) - y_i)**2) / 2`` and records the
-    sharpness (top eigenvalue of the loss Hessian), the NTK and the loss.
+    and a period-doubling route to chaos.  ``fit`` runs full-batch gradient
+    descent (or momentum, Nesterov, RMSProp, Adam) on
+    ``L = mean((f(x_i) - y_i)**2) / 2`` and records the sharpness (top
+    eigenvalue of the loss Hessian), the NTK and the loss.
 
     Parameters
     ----------
     width : int, default=100
         Number of hidden units ``n``.
-    learning_rate : float, default=0.1
-        Gradient-descent step size ``eta`` (per-layer learning-rate scales of
-        the parameterization are applied on top of it), in the units of
-        ``lr_units``.
+    learning_rate : float or callable, default=0.1
+        Step size ``eta`` (per-layer learning-rate scales of the
+        parameterization are applied on top of it), in the units of
+        ``lr_units``; a callable of the step is a schedule (e.g.
+        :class:`LinearWarmup`, parameter engine only).
     lr_units : {"absolute", "initial_sharpness", "critical"}, default="absolute"
         ``"absolute"``: ``learning_rate`` is ``eta``.  ``"initial_sharpness"``:
         it is ``c = eta * lambda_H0`` (``eta = learning_rate /
@@ -114,12 +197,20 @@ class UVRegressor(RegressorMixin, BaseEstimator):
         the final step are always recorded).
     engine : {"auto", "function", "parameter"}, default="auto"
         ``"function"`` iterates the exact function-space map of the
-        ``(delta_f, ntk)`` pair (single training example only, O(1) per step
-        whatever the width); ``"parameter"`` runs gradient descent on ``U`` and
-        ``v``.  ``"auto"`` picks ``"function"`` for one example.
+        ``(delta_f, ntk)`` pair (single training example, plain GD with a
+        constant learning rate; O(1) per step whatever the width);
+        ``"parameter"`` runs the training engine on ``U`` and ``v``.
+        ``"auto"`` picks ``"function"`` whenever it applies.
     sharpness_tol : float, default=1e-6
         Relative tolerance of the iterative eigensolver used for the sharpness on
         multi-example data (single examples use the closed form).
+    %(optimizer)s
+    warm_start : bool, default=False
+        Continue the previous fit (weights, optimizer state, step count),
+        appending to every trace; a run split into two fits is bit-identical
+        to one long run.
+    blas_threads : int or None, default=1
+        BLAS threads during the fit; None leaves them as they are.
     random_state : int, RandomState instance or None, default=None
         Seeds the initialization.
     verbose : int, default=0
@@ -134,13 +225,23 @@ class UVRegressor(RegressorMixin, BaseEstimator):
         number of samples) at each recorded step.
     loss_curve_ : ndarray of shape (n_records,)
         Training loss ``mean((f - y)**2) / 2`` at each recorded step.
+    preconditioned_sharpness_trace_ : ndarray of shape (n_records,) or None
+        ``lambda_max(P^-1 H)`` for the adaptive optimizers, else None.
+    stability_threshold_ : float or ndarray of shape (n_records,)
+        What the tracked sharpness is compared with (``2 / eta`` for GD; see
+        the optimizers page of the user guide); per record when the learning
+        rate changes.
+    hvp_trace_ : ndarray of shape (n_records,)
+        Hessian-vector products spent per record (0 for closed forms).
+    sharpness_converged_ : ndarray of shape (n_records,)
+        Whether each measurement met ``sharpness_tol``.
     residual_trace_ : ndarray of shape (n_records,)
         ``f - y`` on a single example; the root mean squared residual otherwise.
     steps_ : ndarray of shape (n_records,)
         Gradient-descent step of each record (0 is the initialization).
-    learning_rate_ : float
+    learning_rate_ : float or ndarray of shape (n_records,)
         The step size ``eta`` used (``learning_rate`` converted from
-        ``lr_units``).
+        ``lr_units``); per record for a schedule.
     n_iter_ : int
         Steps completed (fewer than ``max_iter`` only when diverged).
     diverged_ : bool
@@ -207,7 +308,6 @@ class UVRegressor(RegressorMixin, BaseEstimator):
         "width": [Interval(Integral, 1, None, closed="left")],
         **GD_PARAMETER_CONSTRAINTS,
         "lr_units": [StrOptions({"absolute", "initial_sharpness", "critical"})],
-        "record_every": [Interval(Integral, 1, None, closed="left")],
         "engine": [StrOptions({"auto", "function", "parameter"})],
         "sharpness_tol": [Interval(Real, 0, 1, closed="neither")],
     }
@@ -224,6 +324,13 @@ class UVRegressor(RegressorMixin, BaseEstimator):
         record_every=1,
         engine="auto",
         sharpness_tol=1e-6,
+        optimizer="gd",
+        momentum=0.9,
+        beta_1=0.9,
+        beta_2=0.999,
+        epsilon=1e-8,
+        warm_start=False,
+        blas_threads=1,
         random_state=None,
         verbose=0,
     ):
@@ -236,6 +343,13 @@ class UVRegressor(RegressorMixin, BaseEstimator):
         self.record_every = record_every
         self.engine = engine
         self.sharpness_tol = sharpness_tol
+        self.optimizer = optimizer
+        self.momentum = momentum
+        self.beta_1 = beta_1
+        self.beta_2 = beta_2
+        self.epsilon = epsilon
+        self.warm_start = warm_start
+        self.blas_threads = blas_threads
         self.random_state = random_state
         self.verbose = verbose
 
@@ -256,11 +370,24 @@ class UVRegressor(RegressorMixin, BaseEstimator):
         v = rng.normal(0.0, std[1], size=self.width)
         return U, v, float(np.prod(scalings["multiplier"])), float(lr_scale[0])
 
-    def _function_space_init(self, X, y):
+    def function_space_state(self, X, y):
         """Initial ``(delta_f0, ntk0, kappa, y)`` of a single-example problem.
 
-        Used by :class:`LearningRateScan` to run many learning rates at once with
-        the same map as ``fit``.
+        The state of the exact function-space map from this estimator's
+        initialization (``random_state``, ``parameterization``,
+        ``init_scale``), in the coordinates of ``learning_rate``.
+
+        Parameters
+        ----------
+        X : array-like of shape (1, n_features)
+            The training example.
+        y : array-like of shape (1,)
+            Its target.
+
+        Returns
+        -------
+        state : dict
+            ``"delta_f0"``, ``"ntk0"``, ``"kappa"`` and ``"y"`` (floats).
         """
         X = np.asarray(X, dtype=float)
         y = np.asarray(y, dtype=float).ravel()
@@ -270,6 +397,84 @@ class UVRegressor(RegressorMixin, BaseEstimator):
             U / np.sqrt(c), v / np.sqrt(c), X[0], y[0], s_eff
         )
         return {"delta_f0": delta_f, "ntk0": ntk, "kappa": kappa, "y": y[0]}
+
+    def batched_engine(self, X, y):
+        """Scan protocol: this configuration's batched engine, or None.
+
+        A single example trained by plain GD at a constant learning rate is
+        the exact function-space map, which :class:`LearningRateScan` iterates
+        for all its learning rates at once (bit-identical to one fit per
+        rate).
+
+        Returns
+        -------
+        engine : BatchedEngine or None
+            ``kernel`` (a module-level function), ``state`` (this run's
+            initial values, one float per keyword of the kernel) and ``key``
+            (the kernel's static keyword arguments, as ``(name, value)``
+            pairs).
+        """
+        if self._engine_for(np.shape(X)[0]) != "function" or self.warm_start:
+            return None
+        return BatchedEngine(
+            kernel=uv_batched_runs,
+            state=self.function_space_state(X, y),
+            key=(
+                ("max_iter", int(self.max_iter)),
+                ("record_every", int(self.record_every)),
+            ),
+        )
+
+    def tail_lyapunov_exponent(self, n_records):
+        """Scan protocol: the largest Lyapunov exponent of the fitted run's tail.
+
+        Iterates the tangent of the exact function-space map from the record
+        ``n_records`` from the end to the last one, discarding the first
+        eighth of those steps (single example, function engine; NaN
+        otherwise or for a diverged run).
+
+        Parameters
+        ----------
+        n_records : int
+            Length of the tail, in records.
+
+        Returns
+        -------
+        exponent : float
+        """
+        check_is_fitted(self)
+        if self.engine_ != "function" or self.diverged_:
+            return float("nan")
+        n = min(int(n_records), self.steps_.size)
+        return float(
+            tail_lyapunov(
+                self.residual_trace_[-n],
+                self.ntk_trace_[-n],
+                self.learning_rate_,
+                self.kappa_,
+                self._target,
+                self.steps_[-1] - self.steps_[-n],
+            )
+        )
+
+    def _engine_for(self, n_samples):
+        """The engine a fit on ``n_samples`` examples runs (or raises)."""
+        exact = (
+            n_samples == 1
+            and self.optimizer == "gd"
+            and not callable(self.learning_rate)
+        )
+        if self.engine == "auto":
+            return "function" if exact else "parameter"
+        if self.engine == "function" and not exact:
+            raise ValueError(
+                "engine='function' needs a single training example, "
+                "optimizer='gd' and a constant learning_rate; got "
+                f"n_samples={n_samples}, optimizer={self.optimizer!r}"
+                + (", a schedule" if callable(self.learning_rate) else "")
+                + ". Use engine='parameter' or 'auto'."
+            )
+        return self.engine
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y):
@@ -287,37 +492,48 @@ class UVRegressor(RegressorMixin, BaseEstimator):
         self : UVRegressor
             The fitted estimator.
         """
-        X, y = validate_data(self, X, y, y_numeric=True, dtype=np.float64)
+        warm = self.warm_start and hasattr(self, "_engine_state")
+        X, y = validate_data(
+            self, X, y, y_numeric=True, dtype=np.float64, reset=not warm
+        )
         n_samples = X.shape[0]
-        engine = self.engine
-        if engine == "auto":
-            engine = "function" if n_samples == 1 else "parameter"
-        elif engine == "function" and n_samples != 1:
+        engine = self._engine_for(n_samples)
+        if warm and engine != self.engine_:
             raise ValueError(
-                f"engine='function' needs a single training example; got "
-                f"n_samples={n_samples}. Use engine='parameter' or 'auto'."
+                f"warm_start: this fit would run the {engine!r} engine, the "
+                f"previous one ran {self.engine_!r}."
             )
         U, v, s, c = self._initialize(X.shape[1])
+        if warm:
+            U, v = self.U_, self.v_
         s_eff, root_c = s * c, np.sqrt(c)
         U, v = U / root_c, v / root_c
-        self.learning_rate_ = self._step_size(U, v, X, y, s_eff)
-        run = (self._fit_function if engine == "function" else self._fit_parameter)(
-            U, v, X, y, s_eff
-        )
+        if n_samples == 1:
+            kappa = float(s_eff**2 * (X[0] @ X[0]))
+            eta_c = float(uv_critical_learning_rate(kappa, y[0]))
+        else:
+            kappa = eta_c = np.nan
+        if self.lr_units == "critical":
+            if n_samples != 1:
+                raise ValueError(
+                    "lr_units='critical' needs a single training example (eta_c "
+                    f"is defined for one example); got n_samples={n_samples}."
+                )
+            learning_rate = _in_critical_units(self.learning_rate, eta_c)
+            lr_units = "absolute"
+        else:
+            learning_rate, lr_units = self.learning_rate, self.lr_units
+        state = self._engine_state if warm else None
+        fitter = self._fit_function if engine == "function" else self._fit_parameter
+        run = fitter(U, v, X, y, s_eff, learning_rate, lr_units, state)
         U, v = run.pop("weights")
+        self._engine_state = run.pop("state")
         self.U_, self.v_ = U * root_c, v * root_c
         self.output_scale_ = s
         self.engine_ = engine
-        for name, value in run.items():
-            setattr(self, name, value)
-        self.initial_sharpness_ = float(self.sharpness_trace_[0])
-        if n_samples == 1:
-            self.kappa_ = float(s_eff**2 * (X[0] @ X[0]))
-            self.critical_learning_rate_ = float(
-                uv_critical_learning_rate(self.kappa_, y[0])
-            )
-        else:
-            self.kappa_ = self.critical_learning_rate_ = np.nan
+        store_traces(self, run.pop("traces"), append=warm, **run)
+        self.kappa_, self.critical_learning_rate_ = kappa, eta_c
+        self._target = float(y[0]) if n_samples == 1 else np.nan
         if self.diverged_:
             warn_divergence(self, self.n_iter_)
         if self.verbose:
@@ -328,141 +544,122 @@ class UVRegressor(RegressorMixin, BaseEstimator):
             )
         return self
 
-    def _step_size(self, U, v, X, y, s):
-        """``eta`` from ``learning_rate`` in the units of ``lr_units``."""
-        if self.lr_units == "absolute":
-            return float(self.learning_rate)
-        if X.shape[0] == 1:
-            df, ntk, kappa = uv_function_state(U, v, X[0], y[0], s)
-            if self.lr_units == "critical":
-                eta_c = uv_critical_learning_rate(kappa, y[0])
-                if not np.isfinite(eta_c):
-                    raise ValueError(
-                        "lr_units='critical' needs a non-zero target and input "
-                        f"(eta_c = 1 / (sqrt(kappa) |y|) with kappa={kappa:g}, "
-                        f"y={y[0]:g})."
-                    )
-                return float(self.learning_rate * eta_c)
-            lam0 = uv_sharpness(df, ntk, kappa, y[0])
-        elif self.lr_units == "critical":
-            raise ValueError(
-                "lr_units='critical' needs a single training example (eta_c is "
-                f"defined for one example); got n_samples={X.shape[0]}."
-            )
-        else:
-            r, A = uv_residual(U, v, X, y, s)
-            lam0 = self._sharpness(U, v, X, r, A, s, None)[0]
-        if not lam0 > 0:
-            raise ValueError(
-                "lr_units='initial_sharpness' needs a positive initial sharpness; "
-                f"got {lam0:g}."
-            )
-        return float(self.learning_rate / lam0)
-
-    def _fit_function(self, U, v, X, y, s):
+    def _fit_function(self, U, v, X, y, s, learning_rate, lr_units, state):
         """Exact function-space run on one example, weights rebuilt at the end."""
         x, y0 = X[0], y[0]
-        df0, ntk0, kappa = uv_function_state(U, v, x, y0, s)
+        if state is None:
+            df0, ntk0, kappa = uv_function_state(U, v, x, y0, s)
+            eta = resolve_learning_rate(
+                learning_rate,
+                lr_units,
+                initial_sharpness=uv_sharpness(df0, ntk0, kappa, y0),
+            )
+            t0, bound, a0, v0 = 0, None, U @ x, v
+        else:
+            df0, ntk0, kappa, eta = (
+                state["df"],
+                state["ntk"],
+                state["kappa"],
+                state["eta"],
+            )
+            t0, bound = state["step"], state["bound"]
+            a0, v0 = U @ x, v
+        n_steps = t0 + self.max_iter
         sim = uv_simulate(
             df0,
             ntk0,
-            self.learning_rate_,
+            eta,
             kappa,
             y0,
-            self.max_iter,
+            n_steps,
             record_every=self.record_every,
             output_scale=s,
+            start_step=t0,
+            bound=bound,
         )
         n_iter = int(sim["n_iter"])
-        keep = sim["steps"] <= n_iter  # the finite prefix
+        keep = sim["steps"] <= t0 + n_iter  # the finite prefix
         df, ntk = sim["delta_f"][keep], sim["ntk"][keep]
         steps = sim["steps"][keep]
-        if steps[-1] != n_iter:  # diverged: the last finite state closes the traces
+        if steps[-1] != t0 + n_iter:  # diverged: the last finite state closes them
             last = uv_simulate(
-                df0, ntk0, self.learning_rate_, kappa, y0, n_iter, record_from=n_iter
+                df0,
+                ntk0,
+                eta,
+                kappa,
+                y0,
+                t0 + n_iter,
+                record_from=t0 + n_iter,
+                start_step=t0,
+                bound=sim["bound"],
             )
             df, ntk = np.append(df, last["delta_f"]), np.append(ntk, last["ntk"])
-            steps = np.append(steps, n_iter)
+            steps = np.append(steps, t0 + n_iter)
+        if state is not None:  # the previous fit recorded step t0
+            df, ntk, steps = df[1:], ntk[1:], steps[1:]
         # Weights: (Ux, v) evolve by the 2x2 map M; U moves along x only.
         M = sim["transfer"]
-        a0, xx = U @ x, x @ x
-        a, v_new = M[0, 0] * a0 + M[0, 1] * v, M[1, 0] * a0 + M[1, 1] * v
+        xx = x @ x
+        a, v_new = M[0, 0] * a0 + M[0, 1] * v0, M[1, 0] * a0 + M[1, 1] * v0
         U_new = U + np.outer(a - a0, x / xx) if xx > 0 else U
+        sharp = uv_sharpness(df, ntk, kappa, y0)
+        n = steps.size
+        final_df, final_ntk = (df[-1], ntk[-1]) if n else (df0, ntk0)
+        if n and steps[-1] == n_steps:
+            final_df, final_ntk = sim["final"]
         return {
             "weights": (U_new, v_new),
-            "steps_": steps,
-            "residual_trace_": df,
-            "ntk_trace_": ntk,
-            "sharpness_trace_": uv_sharpness(df, ntk, kappa, y0),
-            "loss_curve_": 0.5 * df * df,
-            "n_iter_": n_iter,
-            "diverged_": bool(sim["diverged"]),
+            "traces": {
+                "steps": steps,
+                "loss": 0.5 * df * df,
+                "sharpness": sharp,
+                "n_hvp": np.zeros(n, dtype=np.int64),
+                "converged": np.ones(n, dtype=bool),
+                "ntk": ntk,
+                "residual": df,
+                "eta": np.full(n, eta),
+                "threshold": np.full(
+                    n, make_estimator_optimizer(self).stability_threshold(eta)
+                ),
+            },
+            "n_iter": n_iter,
+            "diverged": bool(sim["diverged"]),
+            "state": {
+                "step": t0 + n_iter,
+                "df": float(final_df),
+                "ntk": float(final_ntk),
+                "kappa": kappa,
+                "eta": eta,
+                "bound": sim["bound"],
+            },
         }
 
-    def _fit_parameter(self, U, v, X, y, s):
-        """Parameter-space gradient descent (any number of examples)."""
-        eta, single = self.learning_rate_, X.shape[0] == 1
-        schedule = recorded_steps(self.max_iter, self.record_every)
-        rows, eigvec = [], None  # (step, residual, ntk, sharpness, loss)
-
-        def record(t):
-            nonlocal eigvec
-            if single:
-                df, ntk, kappa = uv_function_state(U, v, X[0], y[0], s)
-                sharp = uv_sharpness(df, ntk, kappa, y[0])
-            else:
-                df, ntk = np.sqrt(np.mean(r * r)), uv_ntk_top(v, X, A, s)
-                sharp, eigvec = self._sharpness(U, v, X, r, A, s, eigvec)
-            rows.append((t, df, ntk, sharp, 0.5 * np.mean(r * r)))
-
-        r, A = uv_residual(U, v, X, y, s)
-        bound = divergence_bound(np.max(np.abs(r)), np.max(np.abs(y)))
-        n_iter, diverged, rec = 0, False, 0
-        with np.errstate(over="ignore", invalid="ignore"):
-            for t in range(self.max_iter + 1):
-                if rec < len(schedule) and schedule[rec] == t:
-                    record(t)
-                    rec += 1
-                if t == self.max_iter:
-                    break
-                gU, gv = uv_gradient(U, v, X, r, A, s)
-                U_new, v_new = U - eta * gU, v - eta * gv
-                r_new, A_new = uv_residual(U_new, v_new, X, y, s)
-                if not np.max(np.abs(r_new)) <= bound:  # NaN-safe
-                    diverged = True
-                    break
-                U, v, r, A = U_new, v_new, r_new, A_new
-                n_iter += 1
-            if rows[-1][0] != n_iter:  # diverged: the last finite state closes them
-                record(n_iter)
-        steps, res, ntk, sharp, loss = (np.array(c) for c in zip(*rows, strict=True))
-        return {
-            "weights": (U, v),
-            "steps_": steps.astype(np.int64),
-            "residual_trace_": res,
-            "ntk_trace_": ntk,
-            "sharpness_trace_": sharp,
-            "loss_curve_": loss,
-            "n_iter_": n_iter,
-            "diverged_": diverged,
-        }
-
-    def _sharpness(self, U, v, X, r, A, s, v0):
-        """Top Hessian eigenpair on several examples, warm-started."""
-        n_u = U.size
-
-        def matvec(w):
-            hU, hv = uv_hvp(U, v, X, r, A, s, w[:n_u].reshape(U.shape), w[n_u:])
-            return np.concatenate([hU.ravel(), hv])
-
-        res = top_eigenpair(
-            matvec,
-            n_u + v.size,
-            v0=v0,
-            tol=self.sharpness_tol,
-            random_state=0,
+    def _fit_parameter(self, U, v, X, y, s, learning_rate, lr_units, state):
+        """The training engine on ``(U, v)`` (any number of examples)."""
+        model = UVModel(X, y, U.shape[0], s)
+        theta = np.concatenate([U.ravel(), v])
+        run = train(
+            model,
+            theta,
+            optimizer=make_estimator_optimizer(self),
+            learning_rate=learning_rate,
+            lr_units=lr_units,
+            max_iter=self.max_iter,
+            record_every=self.record_every,
+            sharpness_tol=self.sharpness_tol,
+            compute_ntk=True,
+            resume=state,
+            blas_threads=self.blas_threads,
         )
-        return res.eigenvalue, res.eigenvector
+        traces = run["traces"]
+        traces["residual"] = run["extras"].get("residual", [])
+        return {
+            "weights": model.split(run["theta"]),
+            "traces": traces,
+            "n_iter": run["n_iter"],
+            "diverged": run["diverged"],
+            "state": run["state"],
+        }
 
     def predict(self, X):
         """Network output ``s * X @ U_.T @ v_``.
@@ -480,3 +677,17 @@ class UVRegressor(RegressorMixin, BaseEstimator):
         check_is_fitted(self)
         X = validate_data(self, X, reset=False, dtype=np.float64)
         return self.output_scale_ * ((X @ self.U_.T) @ self.v_)
+
+
+UVRegressor.__doc__ = UVRegressor.__doc__.replace("%(optimizer)s", OPTIMIZER_DOC)
+
+
+def _in_critical_units(learning_rate, eta_c):
+    """``learning_rate`` (a number or a schedule) in units of ``eta_c``."""
+
+    def resolve(value):
+        return resolve_learning_rate(value, "critical", critical_learning_rate=eta_c)
+
+    if callable(learning_rate):
+        return lambda t: resolve(learning_rate(t))
+    return resolve(learning_rate)

@@ -240,7 +240,7 @@ def run_demo(args):
     scan = LearningRateScan(
         est,
         learning_rates=ratios,
-        normalize="critical",
+        lr_units="critical",
         progress=not args.no_progress,
     ).fit(X, y)
     frame = _table(scan)
@@ -250,9 +250,9 @@ def run_demo(args):
     tails.to_csv(out / "trace_tails.csv", index=False)
 
     fig, axes = plt.subplots(3, 1, figsize=(8, 10), sharex=True)
-    plotting.plot_bifurcation(tails, results=frame, normalize="critical", ax=axes[0])
-    plotting.plot_lyapunov(frame, normalize="critical", ax=axes[1])
-    plotting.plot_phase_diagram(frame, normalize="critical", ax=axes[2])
+    plotting.plot_bifurcation(tails, results=frame, lr_units="critical", ax=axes[0])
+    plotting.plot_lyapunov(frame, lr_units="critical", ax=axes[1])
+    plotting.plot_phase_diagram(frame, lr_units="critical", ax=axes[2])
     fig.suptitle(f"UV model, width {DEMO['width']}: the route to chaos")
     fig.tight_layout()
     fig.savefig(out / "route_to_chaos.png", dpi=120)
@@ -343,12 +343,11 @@ def run_scan(args):
     est, X, y = _scan_problem(args)
     space = np.geomspace if args.log else np.linspace
     rates = space(args.lr_min, args.lr_max, args.n_rates)
-    normalize = False if args.units == "absolute" else args.units
     t0 = time.perf_counter()
     scan = LearningRateScan(
         est,
         learning_rates=rates,
-        normalize=normalize,
+        lr_units=args.units,
         param_name=args.param_name,
         param_values=args.param_values,
         n_jobs=args.n_jobs,
@@ -360,7 +359,7 @@ def run_scan(args):
     out.parent.mkdir(parents=True, exist_ok=True)
     frame.to_csv(out, index=False)
     x = {"critical": "eta_over_eta_c", "initial_sharpness": "c"}.get(
-        normalize, "learning_rate"
+        args.units, "learning_rate"
     )
     if args.param_name is None:
         print(_summary(frame, x))
@@ -384,14 +383,13 @@ def _scan_plot(scan, frame, args):
 
     from . import plotting
 
-    normalize = None if args.units == "absolute" else args.units
     fig, ax = plt.subplots(figsize=(8, 5))
     if args.param_name is not None:
         plotting.plot_phase_diagram(
-            frame, y=f"param_{args.param_name}", normalize=normalize, ax=ax
+            frame, y=f"param_{args.param_name}", lr_units=args.units, ax=ax
         )
     else:
-        plotting.plot_bifurcation(scan, normalize=normalize, ax=ax)
+        plotting.plot_bifurcation(scan, lr_units=args.units, ax=ax)
     fig.tight_layout()
     Path(args.plot).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(args.plot, dpi=120)

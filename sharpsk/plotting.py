@@ -22,6 +22,7 @@ The loss twin axis of :func:`plot_sharpness`, the colour bar of
 ``layout="constrained"``.
 """
 
+import warnings
 from collections.abc import Mapping
 
 import matplotlib.pyplot as plt
@@ -32,7 +33,8 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from sklearn.exceptions import NotFittedError
 
-from ._dynamics import eos_manifold_ntk
+from ._dynamics import GD, eos_manifold_ntk
+from ._engine import LR_UNITS
 from ._maps import uv_step
 
 __all__ = [
@@ -56,7 +58,6 @@ LABEL_COLORS = {
     "diverge": "#999999",
 }
 
-_NORMALIZE = (None, "critical", "initial_sharpness")
 _AXIS_LABELS = {
     "learning_rate": r"learning rate $\eta$",
     "step": "step",
@@ -123,29 +124,43 @@ def _require(frame, columns, func, why=""):
             )
 
 
-def _normalized_x(frame, x, normalize, func):
+def _x_units(lr_units, normalize, func):
+    """The x-axis units: ``lr_units``, or the deprecated ``normalize``."""
+    if not (isinstance(normalize, str) and normalize == "deprecated"):
+        warnings.warn(
+            f"{func}: normalize was renamed lr_units in 0.2 (the vocabulary of "
+            "the estimators and the scan) and will be removed in 0.3.",
+            FutureWarning,
+            stacklevel=3,
+        )
+        lr_units = normalize
+    if lr_units is None:
+        lr_units = "absolute"
+    if lr_units not in LR_UNITS:
+        raise ValueError(
+            f"{func}: lr_units must be one of {LR_UNITS}, got {lr_units!r}."
+        )
+    return lr_units
+
+
+def _normalized_x(frame, x, lr_units, func):
     """``frame[x]``, optionally in units of eta_c or of the initial sharpness.
 
     Returns the values and the axis label.
     """
-    if normalize not in _NORMALIZE:
-        raise ValueError(
-            f"{func}: normalize must be None, 'critical' or 'initial_sharpness', "
-            f"got {normalize!r}."
-        )
     values = frame[x].to_numpy(dtype=float)
-    if normalize is None:
+    if lr_units == "absolute":
         return values, _axis_label(x)
-    column = "critical_learning_rate" if normalize == "critical" else normalize
-    _require(frame, [column], func, why=f"normalize={normalize!r}")
+    column = "critical_learning_rate" if lr_units == "critical" else "initial_sharpness"
+    _require(frame, [column], func, why=f"lr_units={lr_units!r}")
     reference = frame[column].to_numpy(dtype=float)
     if not np.any(np.isfinite(reference) & (reference > 0)):
         raise ValueError(
-            f"{func}: normalize={normalize!r} needs a positive {column!r}, but "
+            f"{func}: lr_units={lr_units!r} needs a positive {column!r}, but "
             "the column has none (it is NaN when the estimator does not define "
             "it, e.g. critical_learning_rate off a single UV example)."
         )
-    if normalize == "critical":
+    if lr_units == "critical":
         return values / reference, r"$\eta\,/\,\eta_c$"
     return values * reference, r"$c = \eta\,\lambda_H^{(0)}$"
 
@@ -231,6 +246,13 @@ def _trace_frames(data, func, x, y, ntk, loss):
         if getattr(data, "ntk_trace_", None) is not None:
             sharp[ntk] = np.asarray(data.ntk_trace_, dtype=float)
         sharp["learning_rate"] = _step_size(data)
+        sharp["stability_threshold"] = np.asarray(
+            getattr(data, "stability_threshold_", np.nan), dtype=float
+        )
+        if getattr(data, "preconditioned_sharpness_trace_", None) is not None:
+            sharp["preconditioned"] = np.asarray(
+                data.preconditioned_sharpness_trace_, dtype=float
+            )
         loss_values = np.asarray(getattr(data, "loss_curve_", []), dtype=float)
         # The loss is recorded with the sharpness, or at every step from 0.
         loss_steps = steps if len(loss_values) == len(steps) else None
@@ -241,6 +263,33 @@ def _trace_frames(data, func, x, y, ntk, loss):
         return pd.DataFrame(sharp), loss_frame
     frame = _as_frame(data, func)
     return frame, frame
+
+
+def _edge_line(part, learning_rate, func):
+    """The stability threshold of a run: a float, or one value per record.
+
+    ``learning_rate`` (given) draws gradient descent's ``2 / eta``; else the
+    run's ``stability_threshold`` column, else ``2 / eta`` of its
+    ``learning_rate`` column.
+    """
+    if learning_rate is not None:
+        return float(GD.stability_threshold(learning_rate))
+    column = "stability_threshold"
+    if column in part and np.all(np.isfinite(part[column])):
+        values = part[column].to_numpy(dtype=float)
+    else:
+        _require(part, ["learning_rate"], func, why="the stability threshold line")
+        etas = np.unique(part["learning_rate"].to_numpy(dtype=float))
+        if len(etas) != 1:
+            raise ValueError(
+                f"{func}: column 'learning_rate' takes {len(etas)} values in one "
+                "run and there is no 'stability_threshold' column; pass "
+                "hue='learning_rate' or learning_rate=."
+            )
+        return float(GD.stability_threshold(etas[0]))
+    if np.all(values == values[0]):
+        return float(values[0])
+    return values
 
 
 def plot_sharpness(
@@ -339,7 +388,7 @@ def plot_sharpness(
     # One run: each line carries its own label.  Several: the sharpness line
     # names the group and black proxies explain the line styles.
     names = {"sharpness": r"$\lambda_H$", "ntk": r"$\lambda$ (NTK)"}
-    names.update(edge=r"$2/\eta$", loss="loss")
+    names.update(edge="stability threshold", loss="loss")
     kwargs.setdefault("lw", 1.5)
     for i, (key, part, loss_part) in enumerate(groups):
         if hue is not None:
@@ -358,25 +407,28 @@ def plot_sharpness(
                 label=names["ntk"] if solo else "_ntk",
                 gid="ntk",
             )
-        if show_edge:
-            eta = learning_rate
-            if eta is None:
-                _require(part, ["learning_rate"], func, why="the 2 / eta line")
-                etas = np.unique(part["learning_rate"].to_numpy(dtype=float))
-                if len(etas) != 1:
-                    raise ValueError(
-                        f"{func}: column 'learning_rate' takes {len(etas)} values "
-                        "in one run; pass hue='learning_rate' or learning_rate=."
-                    )
-                eta = etas[0]
-            ax.axhline(
-                2.0 / eta,
-                ls="--",
-                lw=1.0,
-                color="k" if solo else color,
-                label=names["edge"] if solo else "_edge",
-                gid="edge",
+        if "preconditioned" in part:
+            ax.plot(
+                part[x],
+                part["preconditioned"],
+                ls="-.",
+                color="C2" if solo else color,
+                label=r"$\lambda_{\max}(P^{-1}H)$" if solo else "_preconditioned",
+                gid="preconditioned",
             )
+        if show_edge:
+            threshold = _edge_line(part, learning_rate, func)
+            style = {
+                "ls": "--",
+                "lw": 1.0,
+                "color": "k" if solo else color,
+                "label": names["edge"] if solo else "_edge",
+                "gid": "edge",
+            }
+            if np.ndim(threshold) == 0:
+                ax.axhline(threshold, **style)
+            else:  # the learning rate changes during the run
+                ax.step(part[x], threshold, where="post", **style)
         if has_loss:
             lp = loss_part[[x, loss]].dropna()
             lp = lp[lp[loss] > 0]
@@ -451,13 +503,14 @@ def plot_bifurcation(
     x="learning_rate",
     y="sharpness",
     scaled=True,
-    normalize=None,
+    lr_units=None,
     hue=None,
     results=None,
     palette=None,
     show_edge=True,
     rasterized=None,
     ax=None,
+    normalize="deprecated",
     **kwargs,
 ):
     """Bifurcation diagram: the long-time sharpness against the learning rate.
@@ -481,11 +534,14 @@ def plot_bifurcation(
     scaled : bool, default=True
         Plot ``learning_rate * y`` (so the edge of stability is at 2) rather
         than ``y`` itself.
-    normalize : {None, "critical", "initial_sharpness"}, default=None
-        Horizontal units: ``None`` plots ``x`` as is; ``"critical"`` divides it
-        by the column ``critical_learning_rate`` (``eta / eta_c``);
-        ``"initial_sharpness"`` multiplies it by the column
-        ``initial_sharpness`` (``c = eta * lambda_H0``).
+    lr_units : {None, "absolute", "initial_sharpness", "critical"}, default=None
+        Units of the x axis (the estimators' vocabulary): None or
+        ``"absolute"`` plot ``x`` as it is; ``"initial_sharpness"``
+        multiplies it by the ``initial_sharpness`` column (``c = eta
+        lambda_H0``); ``"critical"`` divides it by the
+        ``critical_learning_rate`` column.
+    normalize : str or None, default="deprecated"
+        Deprecated alias of ``lr_units`` (removed in 0.3).
     hue : str, default=None
         Column of run labels to colour the dots with :data:`LABEL_COLORS`
         (for example ``"label"``); black dots by default.
@@ -526,7 +582,7 @@ def plot_bifurcation(
     >>> scan = LearningRateScan(uv, learning_rates=np.linspace(0.5, 1.5, 21),
     ...                         progress=False).fit(X, y)
     >>> fig, ax = plt.subplots()
-    >>> ax = plot_bifurcation(scan, normalize="critical", hue="label", ax=ax)
+    >>> ax = plot_bifurcation(scan, lr_units="critical", hue="label", ax=ax)
     >>> len(ax.collections[0].get_offsets()) == len(scan.trace_tails_["run"])
     True
     >>> [t.get_text() for t in ax.get_legend().get_texts()]
@@ -534,20 +590,27 @@ def plot_bifurcation(
 
     Saved tables work the same way, e.g.
     ``plot_bifurcation(pd.read_csv("tails.csv"), results=pd.read_csv(
-    "results.csv"), normalize="critical")``.
+    "results.csv"), lr_units="critical")``.
     """
     func = "plot_bifurcation"
     frame = _tail_frame(data, results, func)
     _require(frame, [x, y, hue], func)
     if scaled or (show_edge and not scaled):
         _require(frame, ["learning_rate"], func, why="scaled=True or the 2/eta curve")
-    xv, xlabel = _normalized_x(frame, x, normalize, func)
+    xv, xlabel = _normalized_x(frame, x, _x_units(lr_units, normalize, func), func)
     yv = frame[y].to_numpy(dtype=float)
     eta = (
         frame["learning_rate"].to_numpy(dtype=float)
         if "learning_rate" in frame
         else None
     )
+    threshold = None
+    if eta is not None:
+        threshold = (
+            frame["stability_threshold"].to_numpy(dtype=float)
+            if "stability_threshold" in frame
+            else GD.stability_threshold(eta)
+        )
     if scaled:
         yv = eta * yv
     keep = np.isfinite(xv) & np.isfinite(yv)
@@ -565,16 +628,18 @@ def plot_bifurcation(
     points.set_gid("points")
     if show_edge:
         if scaled:
-            ax.axhline(
-                2.0,
-                ls="--",
-                lw=1.0,
-                color="0.4",
-                gid="edge",
-                label=r"$\eta\lambda_H = 2$",
-            )
+            # eta times the threshold: 2 for gradient descent
+            for i, edge in enumerate(np.unique(np.round(eta * threshold, 12))):
+                ax.axhline(
+                    edge,
+                    ls="--",
+                    lw=1.0,
+                    color="0.4",
+                    gid="edge",
+                    label=rf"$\eta\lambda = {edge:g}$" if i == 0 else "_edge",
+                )
         else:
-            curve = pd.DataFrame({"x": xv, "edge": 2.0 / eta}).drop_duplicates()
+            curve = pd.DataFrame({"x": xv, "edge": threshold}).drop_duplicates()
             curve = curve.sort_values("x")
             ax.plot(
                 curve["x"],
@@ -583,7 +648,7 @@ def plot_bifurcation(
                 lw=1.0,
                 color="0.4",
                 gid="edge",
-                label=r"$2/\eta$",
+                label="stability threshold",
             )
     if hue is not None:
         _label_legend(ax, colors, hue, marker="o", loc="best", fontsize="small")
@@ -632,11 +697,12 @@ def plot_phase_diagram(
     x="learning_rate",
     y=None,
     hue="label",
-    normalize=None,
+    lr_units=None,
     palette=None,
     log_x="auto",
     log_y="auto",
     ax=None,
+    normalize="deprecated",
     **kwargs,
 ):
     """Phase diagram: the run label on a learning-rate × parameter grid.
@@ -662,8 +728,14 @@ def plot_phase_diagram(
         :class:`~sharpsk.LearningRateScan`), else draws a strip.
     hue : str, default="label"
         Column of the run labels.
-    normalize : {None, "critical", "initial_sharpness"}, default=None
-        Units of ``x``; see :func:`plot_bifurcation`.
+    lr_units : {None, "absolute", "initial_sharpness", "critical"}, default=None
+        Units of the x axis (the estimators' vocabulary): None or
+        ``"absolute"`` plot ``x`` as it is; ``"initial_sharpness"``
+        multiplies it by the ``initial_sharpness`` column (``c = eta
+        lambda_H0``); ``"critical"`` divides it by the
+        ``critical_learning_rate`` column.
+    normalize : str or None, default="deprecated"
+        Deprecated alias of ``lr_units`` (removed in 0.3).
     palette : dict, default=None
         Colours overriding :data:`LABEL_COLORS` for some ``hue`` values.
     log_x, log_y : bool or "auto", default="auto"
@@ -704,7 +776,7 @@ def plot_phase_diagram(
         params = [c for c in frame.columns if str(c).startswith("param_")]
         y = params[0] if len(params) == 1 else None
     _require(frame, [x, y, hue], func)
-    xv, xlabel = _normalized_x(frame, x, normalize, func)
+    xv, xlabel = _normalized_x(frame, x, _x_units(lr_units, normalize, func), func)
     categories = None
     if y is None:
         yv = np.zeros(len(frame))
@@ -780,10 +852,11 @@ def plot_lyapunov(
     x="learning_rate",
     y="lyapunov",
     hue="label",
-    normalize=None,
+    lr_units=None,
     palette=None,
     show_line=True,
     ax=None,
+    normalize="deprecated",
     **kwargs,
 ):
     """Largest Lyapunov exponent against the learning rate, with the zero line.
@@ -801,8 +874,14 @@ def plot_lyapunov(
         Column of the exponent.
     hue : str or None, default="label"
         Column of the run labels; None draws black points.
-    normalize : {None, "critical", "initial_sharpness"}, default=None
-        Units of ``x``; see :func:`plot_bifurcation`.
+    lr_units : {None, "absolute", "initial_sharpness", "critical"}, default=None
+        Units of the x axis (the estimators' vocabulary): None or
+        ``"absolute"`` plot ``x`` as it is; ``"initial_sharpness"``
+        multiplies it by the ``initial_sharpness`` column (``c = eta
+        lambda_H0``); ``"critical"`` divides it by the
+        ``critical_learning_rate`` column.
+    normalize : str or None, default="deprecated"
+        Deprecated alias of ``lr_units`` (removed in 0.3).
     palette : dict, default=None
         Colours overriding :data:`LABEL_COLORS` for some ``hue`` values.
     show_line : bool, default=True
@@ -832,7 +911,7 @@ def plot_lyapunov(
     func = "plot_lyapunov"
     frame = _as_frame(data, func)
     _require(frame, [x, y, hue], func)
-    xv, xlabel = _normalized_x(frame, x, normalize, func)
+    xv, xlabel = _normalized_x(frame, x, _x_units(lr_units, normalize, func), func)
     yv = frame[y].to_numpy(dtype=float)
     keep = np.isfinite(xv) & np.isfinite(yv)
     ax = _get_ax(ax)
@@ -1041,7 +1120,7 @@ def plot_uv_vector_field(
     if int(n_grid) < 2:
         raise ValueError(f"{func}: n_grid must be at least 2, got {n_grid!r}.")
     eta, kappa, y, n_grid = float(learning_rate), float(kappa), float(y), int(n_grid)
-    edge = 2.0 / eta
+    edge = GD.stability_threshold(eta)
     traj = None
     if trajectory is not None:
         traj = _trajectory_arrays(trajectory, kappa, eta)

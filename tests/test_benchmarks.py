@@ -44,7 +44,7 @@ TINY = {
         "n_samples": 40,
         "n_lr": 2,
         "max_iter": 4,
-        "sharpness_every": 2,
+        "record_every": 2,
         "repeats": 1,
     },
     "memory": {
@@ -102,7 +102,7 @@ def test_bare_uv_loop_is_the_map(bench):
 
 
 def test_uv_batched_chunk_size_changes_no_number():
-    from sharpsk._scan import _uv_batched_runs
+    from sharpsk._uv_batched import uv_batched_runs
 
     n = 23
     eta = np.linspace(0.05, 0.35, n)
@@ -110,12 +110,12 @@ def test_uv_batched_chunk_size_changes_no_number():
         "tail": None,
         "max_period": 8,
         "rtol": 1e-6,
-        "eos_band": (1.75, 2.5),
+        "edge_band": (0.875, 1.25),
         "lyapunov_tol": 1e-3,
     }
     args = (np.full(n, -10.0), np.full(n, 2.0), eta, 0.01, np.full(n, 10.0), 300, 1)
-    a = _uv_batched_runs(*args, analysis=analysis, n_tail_points=8)
-    b = _uv_batched_runs(*args, analysis=analysis, n_tail_points=8, chunk_size=5)
+    a = uv_batched_runs(*args, analysis=analysis, n_tail_points=8)
+    b = uv_batched_runs(*args, analysis=analysis, n_tail_points=8, chunk_size=5)
     assert set(a) == set(b)
     for key in a:
         np.testing.assert_array_equal(a[key], b[key], err_msg=key)

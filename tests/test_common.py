@@ -21,7 +21,7 @@ ESTIMATORS = [
         learning_rate=1.0,
         lr_units="initial_sharpness",
         max_iter=60,
-        sharpness_every=30,
+        record_every=30,
         random_state=0,
     ),
     ParameterizationTransformer(),

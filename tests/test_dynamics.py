@@ -221,13 +221,14 @@ def test_batch_equals_single_runs():
     loss, es = sig[..., 0].copy(), 2.0 * sig[..., 1]
     lyap = rng.normal(size=N)
     args = (np.zeros(N, bool), lyap, es.max(axis=1), loss[:, -1])
-    batch = _analyze_batch(sig, loss, es, *args)
+    batch = _analyze_batch(sig, loss, es, *args, edge=2.0)
     for i in range(N):
         one = _analyze_batch(
             sig[i : i + 1],
             loss[i : i + 1],
             es[i : i + 1],
             *(a[i : i + 1] for a in args),
+            edge=2.0,
         )
         for key in batch:
             assert_array_equal(one[key], batch[key][i : i + 1], err_msg=key)

@@ -135,7 +135,7 @@ def test_plot_sharpness_of_a_fitted_uv_regressor(tmp_path):
     assert ax.get_xlabel() == "step"
     assert ax.get_ylabel() == r"sharpness $\lambda_H$"
     texts, _ = _legend(ax)
-    assert texts == [r"$\lambda_H$", r"$\lambda$ (NTK)", r"$2/\eta$", "loss"]
+    assert texts == [r"$\lambda_H$", r"$\lambda$ (NTK)", "stability threshold", "loss"]
 
 
 def test_plot_sharpness_switches_and_a_loss_recorded_every_step(tmp_path):
@@ -190,7 +190,7 @@ def test_plot_sharpness_tidy_data_with_hue(tmp_path):
         assert to_rgba(s.get_color()) == to_rgba(e.get_color())
     texts, _ = _legend(ax)
     assert texts[:3] == [f"learning_rate = {eta:g}" for eta in etas]
-    assert texts[3:] == [r"$\lambda_H$", r"$2/\eta$", "loss"]  # style key
+    assert texts[3:] == [r"$\lambda_H$", "stability threshold", "loss"]  # style key
 
 
 def test_plot_sharpness_bad_input():
@@ -234,12 +234,12 @@ def test_plot_bifurcation_points_units_and_edge(uv_scan, tmp_path):
     assert not points.get_rasterized()  # few points: vector output
 
     fig, ax = plt.subplots()
-    plot_bifurcation(tail, normalize="critical", ax=ax)
+    plot_bifurcation(tail, lr_units="critical", ax=ax)
     assert_allclose(ax.collections[0].get_offsets()[:, 0], eta / eta_c, rtol=1e-15)
     assert ax.get_xlabel() == r"$\eta\,/\,\eta_c$"
 
     fig, ax = plt.subplots()
-    plot_bifurcation(tail, normalize="initial_sharpness", scaled=False, ax=ax)
+    plot_bifurcation(tail, lr_units="initial_sharpness", scaled=False, ax=ax)
     lam0 = tail["initial_sharpness"][0]
     offsets = ax.collections[0].get_offsets()
     assert_allclose(offsets[:, 0], eta * lam0, rtol=1e-15)
@@ -274,11 +274,11 @@ def test_plot_bifurcation_hue_and_rasterization(tmp_path):
 
 def test_plot_bifurcation_bad_input(uv_scan):
     tail = uv_scan["tail"]
-    with pytest.raises(ValueError, match="normalize.*'eta_c'"):
-        plot_bifurcation(tail, normalize="eta_c")
+    with pytest.raises(ValueError, match="lr_units.*'eta_c'"):
+        plot_bifurcation(tail, lr_units="eta_c")
     with pytest.raises(ValueError, match="'critical_learning_rate'"):
         plot_bifurcation(
-            tail.drop(columns="critical_learning_rate"), normalize="critical"
+            tail.drop(columns="critical_learning_rate"), lr_units="critical"
         )
     with pytest.raises(ValueError, match="'lambda_H'"):
         plot_bifurcation(tail, y="lambda_H")
@@ -331,7 +331,7 @@ def test_plot_phase_diagram_grid_colours_and_legend(tmp_path):
 def test_plot_phase_diagram_strip_of_a_1d_scan(uv_scan, tmp_path):
     results = uv_scan["results"]
     fig, ax = plt.subplots(figsize=(6, 1.5))
-    plot_phase_diagram(results, normalize="critical", ax=ax)
+    plot_phase_diagram(results, lr_units="critical", ax=ax)
     _render(ax, tmp_path, "phase_strip")
     mesh, colors = _cell_colors(ax)
     assert mesh.get_array().shape == (1, len(results["learning_rate"]))
@@ -362,15 +362,15 @@ def test_plot_phase_diagram_palette_and_bad_input():
     # A run without a finite coordinate gets no cell; none at all is an error.
     runs["critical_learning_rate"] = [np.nan, 0.1]
     fig, ax = plt.subplots()
-    plot_phase_diagram(runs, normalize="critical", palette={"weird": "k"}, ax=ax)
+    plot_phase_diagram(runs, lr_units="critical", palette={"weird": "k"}, ax=ax)
     assert _by_gid(ax, "phases")[0].get_array().shape == (1, 1)
     runs["critical_learning_rate"] = np.nan
     with pytest.raises(ValueError, match="positive 'critical_learning_rate'"):
-        plot_phase_diagram(runs, normalize="critical", palette={"weird": "k"})
+        plot_phase_diagram(runs, lr_units="critical", palette={"weird": "k"})
     with pytest.raises(ValueError, match="share a grid cell"):
         plot_phase_diagram(pd.concat([runs, runs]), palette={"weird": "k"})
-    with pytest.raises(ValueError, match="normalize"):
-        plot_phase_diagram(runs, normalize="c", palette={"weird": "k"})
+    with pytest.raises(ValueError, match="lr_units"):
+        plot_phase_diagram(runs, lr_units="c", palette={"weird": "k"})
 
 
 def test_results_dicts_scalars_nested_tables_and_lengths():
@@ -383,7 +383,7 @@ def test_results_dicts_scalars_nested_tables_and_lengths():
         "traces": np.zeros((2, 3)),  # nor a 2-D array
     }
     fig, ax = plt.subplots()
-    plot_lyapunov(runs, normalize="critical", ax=ax)
+    plot_lyapunov(runs, lr_units="critical", ax=ax)
     assert_allclose(ax.collections[0].get_offsets()[:, 0], [1.0, 2.0])
     runs["lyapunov"] = np.array([0.1])
     with pytest.raises(ValueError, match="equal lengths"):
@@ -417,7 +417,7 @@ def test_plot_lyapunov_points_zero_line_and_colours(uv_scan, tmp_path):
     assert ax.get_ylabel() == "largest Lyapunov exponent"
 
     fig, ax = plt.subplots()
-    plot_lyapunov(results, hue=None, normalize="initial_sharpness", ax=ax)
+    plot_lyapunov(results, hue=None, lr_units="initial_sharpness", ax=ax)
     lam0 = results["initial_sharpness"][0]
     assert_allclose(
         ax.collections[0].get_offsets()[:, 0],
@@ -498,7 +498,7 @@ def test_uv_vector_field_arrows_follow_the_map(tmp_path):
 def test_uv_vector_field_trajectory_from_a_fit_and_from_arrays(tmp_path):
     X, y = _one_example()
     uv = UVRegressor(8, max_iter=200, init_scale=0.2, random_state=0)
-    kappa = uv._function_space_init(X, y)["kappa"]
+    kappa = uv.function_space_state(X, y)["kappa"]
     uv.set_params(learning_rate=1.1 / np.sqrt(kappa))  # eta = 1.1 eta_c: EoS
     uv.fit(X, y)
     fig, ax = plt.subplots()
@@ -568,7 +568,7 @@ def test_plot_sharpness_of_a_fitted_mlp(tmp_path):
         learning_rate=1.5,
         lr_units="initial_sharpness",
         max_iter=20,
-        sharpness_every=5,
+        record_every=5,
         random_state=0,
     ).fit(X, Y)
     fig, ax = plt.subplots(layout="constrained")
@@ -580,7 +580,7 @@ def test_plot_sharpness_of_a_fitted_mlp(tmp_path):
     assert_array_equal(sharp.get_xdata(), mlp.steps_)
     (loss_ax,) = [a for a in fig.axes if a.get_label() == "loss"]
     (loss,) = _by_gid(loss_ax, "loss")
-    assert_array_equal(loss.get_xdata(), np.arange(mlp.n_iter_ + 1))
+    assert_array_equal(loss.get_xdata(), mlp.steps_)
 
 
 # --------------------------------------------------------------------------
@@ -602,7 +602,7 @@ def test_scan_bifurcation_with_results_joined(scan, tmp_path):
     eta_c = scan.results_["critical_learning_rate"][0]
     tails = scan.trace_tails_
     fig, ax = plt.subplots()
-    plot_bifurcation(scan, normalize="critical", hue="label", ax=ax)
+    plot_bifurcation(scan, lr_units="critical", hue="label", ax=ax)
     _render(ax, tmp_path, "scan_bifurcation")
     (points,) = _by_gid(ax, "points")
     offsets = points.get_offsets()
@@ -615,10 +615,10 @@ def test_scan_bifurcation_with_results_joined(scan, tmp_path):
     # The same from saved tables: the tail alone lacks eta_c, results add it.
     saved_tails = pd.DataFrame(tails)
     with pytest.raises(ValueError, match="'critical_learning_rate'"):
-        plot_bifurcation(saved_tails, normalize="critical")
+        plot_bifurcation(saved_tails, lr_units="critical")
     fig, ax = plt.subplots()
     plot_bifurcation(
-        saved_tails, results=pd.DataFrame(scan.results_), normalize="critical", ax=ax
+        saved_tails, results=pd.DataFrame(scan.results_), lr_units="critical", ax=ax
     )
     assert_allclose(ax.collections[0].get_offsets(), offsets, rtol=0)
     # The tail's own eta * lambda_H column plots the same points unscaled.
@@ -629,7 +629,7 @@ def test_scan_bifurcation_with_results_joined(scan, tmp_path):
 
 def test_scan_phase_strip_lyapunov_and_results_dict(scan, tmp_path):
     fig, axes = plt.subplots(2, 1, figsize=(6, 5), layout="constrained")
-    plot_phase_diagram(scan, normalize="initial_sharpness", ax=axes[0])
+    plot_phase_diagram(scan, lr_units="initial_sharpness", ax=axes[0])
     plot_lyapunov(scan.results_, ax=axes[1])
     _render(axes[0], tmp_path, "scan_strip_lyapunov")
     mesh, colors = _cell_colors(axes[0])
@@ -678,3 +678,15 @@ def test_scan_2d_phase_diagram_numeric_and_categorical(tmp_path):
     expected = [to_rgba(LABEL_COLORS[v]) for v in scan.labels_.ravel()]
     assert_allclose(colors, expected, rtol=0, atol=1e-12)
     assert ax.get_ylabel() == "parameterization"
+
+
+def test_plot_normalize_is_deprecated(uv_scan):
+    tail = uv_scan["tail"]
+    fig, ax = plt.subplots()
+    with pytest.warns(FutureWarning, match="lr_units"):
+        plot_bifurcation(tail, normalize="critical", ax=ax)
+    new = plt.subplots()[1]
+    plot_bifurcation(tail, lr_units="critical", ax=new)
+    assert_array_equal(
+        ax.collections[0].get_offsets(), new.collections[0].get_offsets()
+    )

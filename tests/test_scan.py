@@ -19,7 +19,8 @@ from sklearn.utils.estimator_checks import (
 from sharpsk import LearningRateScan, UVRegressor, classify_run
 from sharpsk._dynamics import default_tail, uv_lyapunov
 from sharpsk._maps import _UVStepper, uv_sharpness, uv_simulate, uv_step
-from sharpsk._scan import _fit_and_label, _sharpness_into
+from sharpsk._scan import _fit_and_label
+from sharpsk._uv_batched import _sharpness_into
 
 # One example with |x| = 1; width 1 and the NTK parameterization give
 # kappa = 1 and y = 1, so eta_c = 1 and eta / eta_c = y_tilde.  Seed 3 starts
@@ -122,7 +123,7 @@ def test_lazy_limit_in_units_of_initial_sharpness():
     scan = LearningRateScan(
         uv,
         learning_rates=[1.5, 3.0, 4.5],
-        normalize="initial_sharpness",
+        lr_units="initial_sharpness",
         progress=False,
     ).fit(X1, Y1)
     r = scan.results_
@@ -162,7 +163,7 @@ def test_batched_equals_per_run(params):
 def test_batched_equals_per_run_two_axes_and_normalized():
     kw = {
         "learning_rates": [0.5, 1.0, 2.0, 3.0],
-        "normalize": True,
+        "lr_units": "initial_sharpness",
         "param_name": "init_scale",
         "param_values": [0.5, 1.0, 1.5],
         "progress": False,
@@ -179,7 +180,7 @@ def test_batched_equals_per_run_two_axes_and_normalized():
     row = LearningRateScan(
         clone(uv).set_params(init_scale=1.5),
         learning_rates=kw["learning_rates"],
-        normalize=True,
+        lr_units="initial_sharpness",
         progress=False,
     ).fit(X1, Y1)
     assert_array_equal(a.labels_[2], row.labels_)
@@ -192,14 +193,14 @@ def test_per_run_summary_is_classify_run():
         "tail": None,
         "max_period": 64,
         "rtol": 1e-6,
-        "eos_band": (1.75, 2.5),
+        "edge_band": (0.875, 1.25),
         "lyapunov_tol": 1e-3,
     }
     out = _fit_and_label(
         est, X1, Y1, learning_rate=1.1, analysis=analysis, n_tail_points=8
     )
     T = default_tail(est.loss_curve_.size)
-    init = est._function_space_init(X1, Y1)
+    init = est.function_space_state(X1, Y1)
     lam = uv_lyapunov(
         est.residual_trace_[-T],
         est.ntk_trace_[-T],
@@ -247,7 +248,9 @@ class QuadraticGD(RegressorMixin, BaseEstimator):
         self.steps_ = np.arange(self.loss_curve_.size)
         self.n_iter_ = self.loss_curve_.size - 1
         self.initial_sharpness_ = self.curvature
-        self.lyapunov_ = np.log(abs(1.0 - self.learning_rate * self.curvature))
+        self.learning_rate_ = self.learning_rate
+        self.stability_threshold_ = 2.0 / self.learning_rate
+        self.lyapunov_exponent_ = np.log(abs(1.0 - self.learning_rate * self.curvature))
         return self
 
     def predict(self, X):
@@ -258,7 +261,7 @@ def test_generic_estimator_and_second_axis():
     scan = LearningRateScan(
         QuadraticGD(max_iter=3000),
         learning_rates=[0.5, 1.5, 1.99, 2.01, 3.0],
-        normalize="initial_sharpness",
+        lr_units="initial_sharpness",
         param_name="curvature",
         param_values=[1.0, 4.0],
         progress=False,
@@ -435,7 +438,7 @@ def test_same_init_and_seeds():
         ({"param_name": "nope", "param_values": [1]}, "param_name"),
         ({"param_name": "learning_rate", "param_values": [1]}, "param_name"),
         ({"param_name": "width", "param_values": []}, "param_values"),
-        ({"eos_band": (2.5, 1.5)}, "eos_band"),
+        ({"edge_band": (2.5, 1.5)}, "edge_band"),
         ({"engine": "batched"}, "engine='batched'"),
     ],
 )
@@ -481,14 +484,14 @@ def test_sklearn_conventions():
 
 
 def test_estimator_lr_units_mean_normalized_scan():
-    """MLPRegressor(lr_units="initial_sharpness") scans c, like normalize=True."""
+    """MLPRegressor(lr_units="initial_sharpness") scans c like the scan's units."""
     from sharpsk import MLPRegressor
     from sharpsk.datasets import load_digits_onehot
 
     X, y = load_digits_onehot(n_samples=40, random_state=0)
-    mlp = MLPRegressor((6,), max_iter=15, sharpness_every=5, random_state=0)
+    mlp = MLPRegressor((6,), max_iter=15, record_every=5, random_state=0)
     by_scan = LearningRateScan(
-        mlp, learning_rates=[0.5, 1.5], normalize=True, progress=False
+        mlp, learning_rates=[0.5, 1.5], lr_units="initial_sharpness", progress=False
     ).fit(X, y)
     by_units = LearningRateScan(
         clone(mlp).set_params(lr_units="initial_sharpness"),
@@ -505,7 +508,7 @@ def test_estimator_lr_units_mean_normalized_scan():
 
 
 def test_normalize_critical_units():
-    """normalize='critical' and UVRegressor(lr_units='critical') scan eta/eta_c."""
+    """lr_units='critical' and UVRegressor(lr_units='critical') scan eta/eta_c."""
     X, y = np.ones((1, 4)) / 2.0, np.array([1.0])
     uv = UVRegressor(width=512, init_scale=0.1, max_iter=1500, random_state=0)
     ratios = np.array([0.5, 1.1, 1.25, 1.5, 2.1])
@@ -513,7 +516,7 @@ def test_normalize_critical_units():
     ref = LearningRateScan(uv, learning_rates=ratios * eta_c, progress=False)
     ref.fit(X, y)
     by_normalize = LearningRateScan(
-        uv, learning_rates=ratios, normalize="critical", progress=False
+        uv, learning_rates=ratios, lr_units="critical", progress=False
     ).fit(X, y)
     by_units = LearningRateScan(
         clone(uv).set_params(lr_units="critical"),
@@ -526,7 +529,7 @@ def test_normalize_critical_units():
     assert ref.labels_.tolist() == ["converge", "eos", "periodic", "chaotic", "diverge"]
     with pytest.raises(ValueError, match="critical"):
         LearningRateScan(
-            uv, learning_rates=[1.0], normalize="critical", progress=False
+            uv, learning_rates=[1.0], lr_units="critical", progress=False
         ).fit(np.ones((2, 4)), np.ones(2))
 
 
@@ -543,7 +546,7 @@ def test_batched_scan_caches_blocks(tmp_path, monkeypatch):
         return LearningRateScan(
             uv,
             learning_rates=rates,
-            normalize="critical",
+            lr_units="critical",
             memory=memory,
             progress=False,
         )
@@ -580,7 +583,9 @@ def test_random_state_axis_uses_its_seeds():
         progress=False,
     ).fit(X, y)
     for seed, lam0 in zip(
-        scan.results_["param_random_state"], scan.results_["initial_sharpness"]
+        scan.results_["param_random_state"],
+        scan.results_["initial_sharpness"],
+        strict=True,
     ):
         ref = clone(est).set_params(random_state=int(seed), max_iter=0).fit(X, y)
         assert lam0 == ref.initial_sharpness_
@@ -594,3 +599,25 @@ def test_lr_units_axis_is_refused():
         LearningRateScan(
             UV1, param_name="lr_units", param_values=["critical"], progress=False
         ).fit(X1, Y1)
+
+
+def test_deprecated_normalize_and_eos_band():
+    X, y = multi_example_data()
+    est = UVRegressor(width=4, max_iter=40, random_state=0)
+    new = LearningRateScan(
+        est,
+        learning_rates=[0.5, 1.5],
+        lr_units="initial_sharpness",
+        edge_band=(0.9, 1.2),
+        progress=False,
+    ).fit(X, y)
+    with pytest.warns(FutureWarning, match="normalize") as record:
+        old = LearningRateScan(
+            est,
+            learning_rates=[0.5, 1.5],
+            normalize=True,
+            eos_band=(1.8, 2.4),
+            progress=False,
+        ).fit(X, y)
+    assert any("eos_band" in str(w.message) for w in record)
+    assert_results_equal(new.results_, old.results_)

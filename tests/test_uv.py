@@ -31,7 +31,7 @@ def _one_example(d=3, y=1.0, seed=0):
 
 def _eos_learning_rate(est, X, y, y_tilde):
     """Learning rate with the scaled target eta sqrt(kappa) |y| = y_tilde."""
-    kappa = est._function_space_init(X, y)["kappa"]
+    kappa = est.function_space_state(X, y)["kappa"]
     return y_tilde / (np.sqrt(kappa) * abs(y[0]))
 
 

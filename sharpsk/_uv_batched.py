@@ -1,0 +1,221 @@
+"""The batched function-space engine of the single-example UV model.
+
+:class:`~sharpsk.UVRegressor` offers it to :class:`~sharpsk.LearningRateScan`
+through the scan protocol (``UVRegressor.batched_engine``): all learning
+rates of a scan iterate the exact map at once, bit-identical to one fit each.
+"""
+
+import numpy as np
+
+from ._dynamics import GD, _analyze_batch, default_tail, uv_lyapunov
+from ._maps import _UVStepper, divergence_bound, recorded_steps, uv_sharpness
+
+__all__ = ["tail_lyapunov", "uv_batched_runs"]
+
+
+def tail_lyapunov(delta_f, ntk, eta, kappa, y, n_steps):
+    """UV exponent over the last ``n_steps`` steps (``n_steps // 8`` discarded)."""
+    n_steps = int(n_steps)
+    if n_steps < 1:
+        return np.full(np.shape(delta_f), np.nan)
+    return uv_lyapunov(delta_f, ntk, eta, kappa, y, n_steps, discard=n_steps // 8)
+
+
+def _sharpness_into(df, ntk, k4, y2, out, buf):
+    """:func:`sharpsk._maps.uv_sharpness` into ``out`` (same rounding).
+
+    ``k4 = 4.0 * kappa`` and ``y2 = 2.0 * y`` are precomputed.
+    """
+    np.multiply(3.0, df, out=buf)
+    buf += y2  # 3 df + 2 y
+    np.multiply(k4, df, out=out)
+    out *= buf  # 4 kappa df (3 df + 2 y)
+    np.multiply(ntk, ntk, out=buf)
+    out += buf
+    np.maximum(out, 0.0, out=out)
+    np.sqrt(out, out=out)
+    out += ntk
+    out *= 0.5
+    return out
+
+
+class _ActiveRuns:
+    """State of the runs still iterated by :func:`uv_batched_runs`."""
+
+    def __init__(self, index, df, ntk, eta, kappa, y, bound, max_es):
+        self.idx = index
+        self.stepper = _UVStepper(eta, kappa, y, bound).subset(index)
+        self.df, self.ntk = df[index], ntk[index]
+        self.eta, self.bound, self.max_es = eta[index], bound[index], max_es[index]
+        self.k4, self.y2 = 4.0 * kappa[index], 2.0 * y[index]
+        self._es = np.empty(index.size)
+        self._buf = np.empty(index.size)
+
+    def keep(self, mask):
+        self.stepper = self.stepper.subset(mask)
+        for name in ("idx", "df", "ntk", "eta", "bound", "max_es", "k4", "y2"):
+            setattr(self, name, getattr(self, name)[mask])
+        self._es, self._buf = self._es[: self.idx.size], self._buf[: self.idx.size]
+
+    def record_max(self, mask=None):
+        """Running maximum of ``eta * lambda_H`` (of the runs ``mask``)."""
+        es = _sharpness_into(self.df, self.ntk, self.k4, self.y2, self._es, self._buf)
+        es *= self.eta
+        if mask is None:
+            np.maximum(self.max_es, es, out=self.max_es)
+        else:
+            self.max_es[mask] = np.maximum(self.max_es[mask], es[mask])
+
+    def store(self, df, ntk, max_es):
+        df[self.idx], ntk[self.idx], max_es[self.idx] = self.df, self.ntk, self.max_es
+
+
+def uv_batched_runs(
+    delta_f0,
+    ntk0,
+    eta,
+    kappa,
+    y,
+    max_iter,
+    record_every,
+    *,
+    analysis,
+    n_tail_points,
+    chunk_size=512,
+):
+    """All runs of a single-example UV scan at once, in function space.
+
+    Iterates the exact map for every run with one vectorised step per
+    gradient-descent step (:class:`sharpsk._maps._UVStepper`, the step of
+    :func:`sharpsk._maps.uv_simulate`), keeps only what labelling needs (the
+    tail window of records, the running maximum of ``eta * lambda_H`` over the
+    recorded steps, the divergence step) and drops diverged runs, and until
+    the tail window converged ones (exact fixed points, ``delta_f == 0``), from
+    the active batch.  The numbers equal those of fitting a ``UVRegressor``
+    per run and calling :func:`_fit_and_label`, bit for bit.
+
+    Parameters
+    ----------
+    delta_f0, ntk0, eta, kappa, y : ndarray of shape (n_runs,)
+        Initial state, learning rate, ``kappa`` and target of each run.
+    max_iter, record_every : int
+        Steps and record schedule (as in ``UVRegressor``).
+    analysis : dict
+        ``tail``, ``max_period`` and the labelling tolerances.
+    n_tail_points : int
+        Records per run kept for the bifurcation table.
+    chunk_size : int, default=512
+        Runs labelled at a time (bounds the memory of the analysis; with
+        1024-record tails, 2048 doubled the peak memory of a 10^4-run scan and
+        was slower).  Labels do not depend on it.
+
+    Returns
+    -------
+    result : dict
+        Arrays of shape (n_runs,) keyed like ``results_``, plus
+        ``tail_steps`` (P,), ``tail_sharpness`` and ``tail_loss`` (n_runs, P).
+    """
+    delta_f0, ntk0, eta, kappa, y = (
+        np.ascontiguousarray(a, dtype=float).ravel()
+        for a in np.broadcast_arrays(delta_f0, ntk0, eta, kappa, y)
+    )
+    N, max_iter = delta_f0.size, int(max_iter)
+    schedule = recorded_steps(max_iter, int(record_every))
+    n_rec = schedule.size
+    tail = analysis["tail"]
+    T = default_tail(n_rec, analysis["max_period"]) if tail is None else tail
+    T = min(T, n_rec)
+    first_tail = n_rec - T
+    t_tail = schedule[first_tail]
+
+    bound = divergence_bound(delta_f0, y)
+    alive = np.abs(delta_f0) <= bound
+    n_iter = np.where(alive, max_iter, 0)
+    df, ntk = delta_f0.copy(), ntk0.copy()
+    max_es = np.full(N, -np.inf)
+    rec_df = np.full((T, N), np.nan)  # time-major: one row per record
+    rec_ntk = np.full((T, N), np.nan)
+
+    act = _ActiveRuns(np.flatnonzero(alive), df, ntk, eta, kappa, y, bound, max_es)
+    in_tail, rec, t = False, 0, 0
+    with np.errstate(over="ignore", invalid="ignore"):
+        while True:
+            if not in_tail and (t >= t_tail or act.idx.size == 0):
+                # Bring the frozen (converged) runs back for the tail window;
+                # they are exact fixed points, so jumping to it is exact.
+                act.store(df, ntk, max_es)
+                act = _ActiveRuns(
+                    np.flatnonzero(alive), df, ntk, eta, kappa, y, bound, max_es
+                )
+                t, in_tail, rec = t_tail, True, max(rec, first_tail)
+            if rec < n_rec and schedule[rec] == t:
+                act.record_max()
+                if rec >= first_tail:
+                    rec_df[rec - first_tail, act.idx] = act.df
+                    rec_ntk[rec - first_tail, act.idx] = act.ntk
+                rec += 1
+            if t == max_iter or (in_tail and act.idx.size == 0):
+                break
+            act.stepper.step(act.df, act.ntk, t)
+            ok = np.abs(act.df) <= act.bound  # NaN compares False
+            compact = not ok.all()
+            if compact:
+                dead = act.idx[~ok]
+                alive[dead] = False
+                n_iter[dead] = t
+            if not in_tail and (t + 1) % 256 == 0:
+                frozen = ok & (act.df == 0.0)
+                if frozen.any():
+                    # Exact fixed points from here on: their later records all
+                    # equal the current state, so count it in the maximum now.
+                    act.record_max(frozen)
+                    ok &= ~frozen
+                    compact = True
+            if compact:  # diverged runs leave for good, converged until the tail
+                act.store(df, ntk, max_es)
+                act.keep(ok)
+            t += 1
+        act.store(df, ntk, max_es)
+    diverged = ~alive
+
+    kwargs = {k: v for k, v in analysis.items() if k != "tail"}
+    lyap = np.full(N, np.nan)
+    ok = np.flatnonzero(alive)
+    if ok.size:
+        lyap[ok] = tail_lyapunov(
+            rec_df[0, ok], rec_ntk[0, ok], eta[ok], kappa[ok], y[ok], max_iter - t_tail
+        )
+    P = min(int(n_tail_points), T)
+    parts = []
+    tail_sharp = np.empty((N, P))
+    tail_loss = np.empty((N, P))
+    for start in range(0, N, chunk_size):
+        s = slice(start, start + chunk_size)
+        r_df = np.ascontiguousarray(rec_df[:, s].T)
+        r_ntk = np.ascontiguousarray(rec_ntk[:, s].T)
+        with np.errstate(over="ignore", invalid="ignore"):
+            sharp = uv_sharpness(r_df, r_ntk, kappa[s, None], y[s, None])
+            loss = 0.5 * r_df * r_df
+            es_tail = eta[s, None] * sharp
+        parts.append(
+            _analyze_batch(
+                np.stack([loss, sharp, r_df], axis=1),
+                loss,
+                es_tail,
+                diverged[s],
+                lyap[s],
+                max_es[s],
+                loss[:, -1],
+                # eta times the threshold, rounded as classify_run rounds it
+                edge=eta[s] * GD.stability_threshold(eta[s]),
+                **kwargs,
+            )
+        )
+        tail_sharp[s], tail_loss[s] = sharp[:, T - P :], loss[:, T - P :]
+    out = {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
+    out["n_iter"] = n_iter
+    out["stability_threshold"] = GD.stability_threshold(eta)
+    out["tail_steps"] = schedule[n_rec - P :]
+    out["tail_sharpness"] = tail_sharp
+    out["tail_loss"] = tail_loss
+    return out
