@@ -68,10 +68,13 @@ def make_estimator_optimizer(estimator):
 def warn_divergence(estimator, n_iter):
     """The single warning a fit emits when its run diverged."""
     eta = np.ravel(getattr(estimator, "learning_rate_", estimator.learning_rate))
+    why = ""
+    if not np.isfinite(estimator.loss_curve_[0]):
+        why = " (the initial loss overflows float64: rescale X or y)"
     warnings.warn(
         f"{type(estimator).__name__} diverged after {n_iter} steps at learning "
-        f"rate {eta[-1]:g}; diverged_ is True and the traces hold the finite "
-        "prefix of the run.",
+        f"rate {eta[-1]:g}{why}; diverged_ is True and the traces hold the "
+        "finite prefix of the run.",
         DivergenceWarning,
         stacklevel=4,
     )

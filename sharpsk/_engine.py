@@ -496,7 +496,8 @@ def _train(
         theta, point, opt_state = new_theta, new_point, new_state
         n_iter += 1
         t += 1
-    if diverged and traces["steps"][-1] != t:
+    recorded = traces["steps"][-1] == t if traces["steps"] else resume is not None
+    if diverged and not recorded:
         measure(t, theta, point)  # the last finite state closes every trace
         close_record(t)
     diverged = diverged or not _finite(theta, point)  # a non-finite start

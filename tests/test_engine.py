@@ -1,0 +1,297 @@
+"""The training engine: warm starts, schedules, thread limits, divergence."""
+
+import warnings
+
+import numpy as np
+import pytest
+from numpy.testing import assert_allclose, assert_array_equal
+from sklearn.base import clone
+from threadpoolctl import threadpool_info
+
+from sharpsk import (
+    DivergenceWarning,
+    LearningRateScan,
+    LinearWarmup,
+    MLPRegressor,
+    UVRegressor,
+)
+from sharpsk._engine import limit_blas_threads, resolve_learning_rate
+from sharpsk.datasets import load_digits_onehot
+
+TRACES = (
+    "steps_",
+    "loss_curve_",
+    "sharpness_trace_",
+    "hvp_trace_",
+    "sharpness_converged_",
+)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_digits_onehot(n_samples=60, random_state=0)
+
+
+def _assert_same_run(a, b, names):
+    for name in names:
+        assert_array_equal(getattr(a, name), getattr(b, name), err_msg=name)
+
+
+@pytest.mark.parametrize("optimizer", ["gd", "momentum", "nesterov", "rmsprop", "adam"])
+def test_warm_start_split_run_is_bit_identical(digits, optimizer):
+    X, Y = digits
+    base = MLPRegressor(
+        (8,),
+        learning_rate=0.05 if optimizer in ("rmsprop", "adam") else 0.3,
+        optimizer=optimizer,
+        max_iter=30,
+        compute_ntk=True,
+        compute_lyapunov=True,
+        random_state=0,
+    )
+    one = clone(base).fit(X, Y)
+    split = clone(base).set_params(max_iter=12, warm_start=True).fit(X, Y)
+    split.set_params(max_iter=18).fit(X, Y)
+    names = TRACES + ("ntk_trace_", "tangent_log_growth_")
+    if optimizer in ("rmsprop", "adam"):
+        names += ("preconditioned_sharpness_trace_",)
+    _assert_same_run(one, split, names)
+    assert split.n_iter_ == one.n_iter_ == 30
+    assert split.lyapunov_exponent_ == one.lyapunov_exponent_
+    for p, q in zip(one.coefs_, split.coefs_, strict=True):
+        assert_array_equal(p, q)
+    assert_array_equal(one.predict(X), split.predict(X))
+
+
+@pytest.mark.parametrize("engine", ["function", "parameter"])
+def test_uv_warm_start_split_run_is_bit_identical(engine):
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(1, 5)), np.array([1.0])
+    base = UVRegressor(
+        16,
+        learning_rate=0.3,
+        lr_units="critical",
+        max_iter=300,
+        record_every=3,
+        engine=engine,
+        random_state=0,
+    )
+    one = clone(base).fit(x, y)
+    split = clone(base).set_params(max_iter=99, warm_start=True).fit(x, y)
+    split.set_params(max_iter=201).fit(x, y)
+    _assert_same_run(one, split, TRACES + ("ntk_trace_", "residual_trace_"))
+    assert split.engine_ == engine
+    assert_allclose(split.predict(x), one.predict(x), rtol=1e-12)
+
+
+def test_warm_start_off_refits_from_scratch(digits):
+    X, Y = digits
+    est = MLPRegressor((8,), learning_rate=0.3, max_iter=10, random_state=0)
+    a = clone(est).fit(X, Y)
+    est.fit(X, Y).fit(X, Y)
+    _assert_same_run(a, est, TRACES)
+
+
+def test_warm_start_after_divergence_keeps_the_traces(digits):
+    X, Y = digits
+    est = MLPRegressor((8,), learning_rate=50.0, max_iter=10, warm_start=True)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        est.set_params(random_state=0).fit(X, Y)
+        first = est.steps_.copy()
+        est.fit(X, Y)
+    assert [w.category for w in caught] == [DivergenceWarning] * 2
+    assert est.diverged_ and est.steps_.size == first.size
+    assert np.all(np.isfinite(est.loss_curve_))
+
+
+def test_warm_start_checks_outputs(digits):
+    X, Y = digits
+    est = MLPRegressor((4,), max_iter=2, warm_start=True, random_state=0).fit(X, Y)
+    with pytest.raises(ValueError, match="outputs"):
+        est.fit(X, Y[:, :3])
+
+
+# --------------------------------------------------------------------------
+# Schedules
+# --------------------------------------------------------------------------
+
+
+def test_linear_warmup():
+    schedule = LinearWarmup(0.4, 4, start=0.1)
+    assert_allclose(
+        [schedule(t) for t in range(6)], [0.1, 0.175, 0.25, 0.325, 0.4, 0.4]
+    )
+    assert schedule == LinearWarmup(0.4, 4, start=0.1)
+    for bad in [{"peak": 0.0, "n_steps": 3}, {"peak": 1.0, "n_steps": 0}]:
+        with pytest.raises(ValueError, match=next(iter(k for k in bad if not bad[k]))):
+            LinearWarmup(**bad)
+
+
+def test_schedule_equals_piecewise_warm_started_runs(digits):
+    """A schedule is GD with the learning rate of each step, and the threshold
+    follows it record by record."""
+    X, Y = digits
+
+    def schedule(t):
+        return 0.3 if t < 10 else 0.1
+
+    sched = MLPRegressor((8,), learning_rate=schedule, max_iter=20, random_state=0)
+    sched.fit(X, Y)
+    split = MLPRegressor(
+        (8,), learning_rate=0.3, max_iter=10, warm_start=True, random_state=0
+    ).fit(X, Y)
+    split.set_params(learning_rate=0.1).fit(X, Y)
+    _assert_same_run(sched, split, TRACES)
+    assert_array_equal(sched.learning_rate_, [0.3] * 10 + [0.1] * 11)
+    assert_allclose(sched.stability_threshold_, 2.0 / sched.learning_rate_, rtol=0)
+    # the scan labels a scheduled run with its final threshold
+    assert isinstance(split.stability_threshold_, np.ndarray)
+
+
+def test_schedule_in_initial_sharpness_units(digits):
+    X, Y = digits
+    est = MLPRegressor(
+        (8,),
+        learning_rate=LinearWarmup(1.0, 5),
+        lr_units="initial_sharpness",
+        max_iter=8,
+        random_state=0,
+    ).fit(X, Y)
+    assert_allclose(
+        est.learning_rate_ * est.initial_sharpness_,
+        [0.0, 0.2, 0.4, 0.6, 0.8, 1.0, 1.0, 1.0, 1.0],
+        rtol=1e-12,
+        atol=1e-15,
+    )
+
+
+def test_bad_schedule_names_learning_rate(digits):
+    X, Y = digits
+    est = MLPRegressor((4,), learning_rate=lambda t: -1.0, max_iter=3)
+    with pytest.raises(ValueError, match="learning_rate schedule returned -1.0"):
+        est.fit(X, Y)
+
+
+def test_uv_function_engine_refuses_schedules():
+    X, y = np.ones((1, 3)), np.ones(1)
+    uv = UVRegressor(4, learning_rate=LinearWarmup(0.1, 3), max_iter=5)
+    assert uv.fit(X, y).engine_ == "parameter"
+    with pytest.raises(ValueError, match="constant learning_rate"):
+        uv.set_params(engine="function").fit(X, y)
+    with pytest.raises(ValueError, match="optimizer='adam'"):
+        UVRegressor(4, optimizer="adam", engine="function").fit(X, y)
+
+
+# --------------------------------------------------------------------------
+# Cohen et al.: the sharpness follows a changed learning rate to its new edge
+# --------------------------------------------------------------------------
+
+
+def test_sharpness_adapts_to_a_changed_learning_rate():
+    """Lowering eta mid-run lets the sharpness rise to the new 2/eta;
+    raising it throws the sharpness above the new 2/eta and a catapult brings
+    it back to the edge (Cohen et al. 2021, section 3)."""
+    X, Y = load_digits_onehot(n_samples=200, random_state=0)
+    est = MLPRegressor(
+        (32,),
+        learning_rate=1.0,
+        init_scale=0.25,
+        max_iter=300,
+        record_every=5,
+        warm_start=True,
+        random_state=0,
+    ).fit(X, Y)
+
+    def ratio(after):
+        keep = est.steps_ > after
+        threshold = np.broadcast_to(est.stability_threshold_, est.steps_.shape)
+        return est.sharpness_trace_[keep] / threshold[keep]
+
+    assert 1.0 < ratio(200).mean() < 1.25  # at the edge for eta = 1
+    est.set_params(learning_rate=0.5, max_iter=600).fit(X, Y)
+    low = ratio(300)
+    assert low[0] < 0.65  # the edge moved up: 2 / 0.5
+    assert np.all(np.diff(low[:80]) > 0)  # progressive sharpening...
+    assert 0.95 < low[-10:].mean() < 1.1  # ...to the new edge
+    est.set_params(learning_rate=0.65, max_iter=200).fit(X, Y)
+    high = ratio(900)
+    assert high[0] > 1.25  # above the new, lower edge
+    assert high[8:].max() < 1.1  # a catapult brings it back
+    assert 0.95 < high[-10:].mean() < 1.1
+    assert not est.diverged_ and est.n_iter_ == 1100
+
+
+# --------------------------------------------------------------------------
+# Divergence, units, threads
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("scale", [1e154, 1e155])
+def test_overflowing_targets_are_a_diverged_run(scale):
+    # Regression (issue 13): y * 1e154 gave diverged_=False with an inf loss,
+    # and 1e155 raised "v0 must be finite" from the eigensolver.
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(20, 3)), rng.normal(size=20) * scale
+    est = MLPRegressor((8,), max_iter=3, random_state=0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        est.fit(X, y)
+    assert [w.category for w in caught] == [DivergenceWarning]
+    assert "overflows" in str(caught[0].message)
+    assert est.diverged_ and est.n_iter_ == 0
+    scan = LearningRateScan(
+        MLPRegressor((8,), max_iter=3, random_state=0),
+        learning_rates=[0.1, 0.2],
+        progress=False,
+    ).fit(X, y)
+    assert list(scan.labels_) == ["diverge", "diverge"]
+
+
+def test_resolve_learning_rate():
+    assert resolve_learning_rate(0.3, "absolute") == 0.3
+    assert (
+        resolve_learning_rate(1.0, "initial_sharpness", initial_sharpness=4.0) == 0.25
+    )
+    assert resolve_learning_rate(0.5, "critical", critical_learning_rate=2.0) == 1.0
+    assert_allclose(
+        resolve_learning_rate(
+            np.array([1.0, 2.0]),
+            "initial_sharpness",
+            initial_sharpness=np.array([2.0, 4.0]),
+        ),
+        [0.5, 0.5],
+    )
+    with pytest.raises(ValueError, match="positive, finite initial sharpness"):
+        resolve_learning_rate(1.0, "initial_sharpness", initial_sharpness=0.0)
+    with pytest.raises(ValueError, match="critical learning rate"):
+        resolve_learning_rate(1.0, "critical")
+    with pytest.raises(ValueError, match="floating-point range"):
+        resolve_learning_rate(1e300, "initial_sharpness", initial_sharpness=1e-300)
+    with pytest.raises(ValueError, match="lr_units"):
+        resolve_learning_rate(1.0, "c")
+
+
+def _blas_threads():
+    return {
+        info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas"
+    }
+
+
+def test_blas_threads_are_limited_and_change_no_number(digits):
+    with limit_blas_threads(1):
+        assert _blas_threads() <= {1}
+    X, Y = digits
+    est = MLPRegressor((8,), learning_rate=0.3, max_iter=10, random_state=0)
+    one = clone(est).fit(X, Y)
+    free = clone(est).set_params(blas_threads=None).fit(X, Y)
+    _assert_same_run(one, free, TRACES)
+
+
+def test_sharpness_every_is_deprecated(digits):
+    X, Y = digits
+    est = MLPRegressor((4,), max_iter=6, random_state=0)
+    with pytest.warns(FutureWarning, match="record_every"):
+        old = clone(est).set_params(sharpness_every=3).fit(X, Y)
+    new = clone(est).set_params(record_every=3).fit(X, Y)
+    _assert_same_run(old, new, TRACES)
