@@ -167,6 +167,18 @@ def build_parser():
         help="learning rates as eta, as c = eta * lambda_H0, or as eta / eta_c "
         "(UV on one example)",
     )
+    scan.add_argument(
+        "--optimizer",
+        choices=("gd", "momentum", "nesterov", "rmsprop", "adam"),
+        default="gd",
+        help="update rule; labels use its stability threshold (default gd)",
+    )
+    scan.add_argument(
+        "--momentum",
+        type=float,
+        default=0.9,
+        help="beta of momentum and nesterov (default 0.9)",
+    )
     scan.add_argument("--steps", type=_positive_int, default=1000)
     scan.add_argument(
         "--param-name", default=None, help="second scanned estimator parameter"
@@ -291,6 +303,8 @@ def _scan_problem(args):
         params = {
             "parameterization": args.parameterization or "ntk",
             "max_iter": args.steps,
+            "optimizer": args.optimizer,
+            "momentum": args.momentum,
         }
         # Small initialization: the UV model reaches its EoS manifold (see demo).
         init = DEMO["init_scale"] if args.init_scale is None else args.init_scale
@@ -311,6 +325,8 @@ def _scan_problem(args):
             parameterization=args.parameterization or "sp",
             init_scale=1.0 if args.init_scale is None else args.init_scale,
             max_iter=args.steps,
+            optimizer=args.optimizer,
+            momentum=args.momentum,
             random_state=args.random_state,
         )
         if data == "example":
