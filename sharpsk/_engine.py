@@ -26,7 +26,7 @@ from typing import Any, NamedTuple
 import numpy as np
 from threadpoolctl import ThreadpoolController
 
-from ._maps import divergence_bound, recorded_steps
+from ._maps import divergence_bound
 from ._sharpness import TopEigenTracker
 
 __all__ = ["LR_UNITS", "LinearWarmup", "resolve_learning_rate", "train"]
@@ -460,20 +460,21 @@ def _train(
         traces["eta"].append(eta)
         traces["threshold"].append(float(optimizer.stability_threshold(eta)))
 
-    steps = recorded_steps(t0 + max_iter, record_every, start=t0)
+    def is_recorded(t):  # the schedule of recorded_steps, without its array
+        return (t - t0) % record_every == 0 or t == t0 + max_iter
+
     if resume is None:
         measure(t0, theta, point)  # before the units: they may need lambda_H0
         lam0 = traces["sharpness"][0]
     eta_fn = _schedule(learning_rate, lr_units, lam0)
     if resume is None:
         close_record(t0)
-    rec = 1  # steps[0] == t0 was recorded by this call or the previous one
+    # t0 was recorded by this call or by the previous one
     n_iter, diverged, t = 0, False, t0
     while True:
-        if t != t0 and rec < len(steps) and steps[rec] == t:
+        if t != t0 and is_recorded(t):
             measure(t, theta, point)
             close_record(t)
-            rec += 1
         if report is not None and report_every and (t - t0) % report_every == 0:
             report(t, point.loss, traces["eta"][-1] * traces["sharpness"][-1])
         if t == t0 + max_iter or not _finite(theta, point):

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ._optimizers import OPTIMIZERS
 from ._version import __version__
 
 #: The demo problem: one example with |x| = 1, y = 1, a wide UV model at small
@@ -169,7 +170,7 @@ def build_parser():
     )
     scan.add_argument(
         "--optimizer",
-        choices=("gd", "momentum", "nesterov", "rmsprop", "adam"),
+        choices=OPTIMIZERS,
         default="gd",
         help="update rule; labels use its stability threshold (default gd)",
     )

@@ -295,3 +295,14 @@ def test_sharpness_every_is_deprecated(digits):
         old = clone(est).set_params(sharpness_every=3).fit(X, Y)
     new = clone(est).set_params(record_every=3).fit(X, Y)
     _assert_same_run(old, new, TRACES)
+
+
+def test_memory_grows_with_what_ran_not_with_max_iter():
+    # Regression (issue 13): per-step arrays were preallocated for max_iter
+    # (10**9 raised MemoryError even for a run diverging at step 1).
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(10, 3)), rng.normal(size=10)
+    est = MLPRegressor((4,), learning_rate=1e4, max_iter=10**12, random_state=0)
+    with pytest.warns(DivergenceWarning):
+        est.fit(X, y)
+    assert est.diverged_ and est.n_iter_ < 5 and est.steps_.size <= 6

@@ -177,11 +177,111 @@ def test_frozen_preconditioner_update_decays_or_grows(name, frac):
     n_steps = 120
     for _ in range(n_steps):
         grad = lam * theta
-        assert_allclose(opt.preconditioner(state, grad), P, rtol=1e-10)
+        P_t = opt.preconditioner(state, grad)
+        assert_allclose(P_t, P, rtol=1e-9)  # frozen
         theta, state = opt.update(theta, grad, eta, state)
-        z = [_matrix(name, eta * lam[i] / P[i], beta_1) @ z[i] for i in range(2)]
-    assert_allclose(theta, [zi[0] for zi in z], rtol=1e-8)
+        z = [_matrix(name, eta * lam[i] / P_t[i], beta_1) @ z[i] for i in range(2)]
+    assert_allclose(theta, [zi[0] for zi in z], rtol=1e-11)
     growth = np.abs(theta / [1e-20, -2e-20]) ** (1.0 / n_steps)
     rho = _radius(_matrix(name, eta * frac * threshold, beta_1))
     assert (rho < 1.0) == (frac < 1.0)
     assert np.all(growth < 1.0) if frac < 1 else np.all(growth > 1.0)
+
+
+# --------------------------------------------------------------------------
+# 2. End to end on a quadratic: the linear model's exact Hessian
+# --------------------------------------------------------------------------
+@pytest.fixture
+def linear_data(rng):
+    """A well-conditioned realizable least-squares problem (2 outputs)."""
+    X = rng.normal(size=(40, 5))
+    Y = X @ rng.normal(size=(5, 2))
+    return X, Y
+
+
+def _linear(**kwargs):
+    return MLPRegressor(
+        (), activation="identity", fit_intercept=False, random_state=0, **kwargs
+    )
+
+
+@pytest.mark.parametrize(
+    "name, beta", [("gd", 0.9), ("momentum", 0.5), ("momentum", 0.9), ("nesterov", 0.9)]
+)
+def test_linear_model_converges_below_and_diverges_above_threshold(
+    linear_data, name, beta
+):
+    X, Y = linear_data
+    lam = np.linalg.eigvalsh(X.T @ X / X.shape[0])[-1]
+    edge = _edge(name, beta)
+    for frac in (0.95, 1.05):
+        est = _linear(
+            optimizer=name,
+            momentum=beta,
+            learning_rate=frac * edge / lam,
+            max_iter=600,
+            record_every=10,
+        )
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            est.fit(X, Y)
+        assert_allclose(est.sharpness_trace_, lam, rtol=1e-9)
+        assert_allclose(est.learning_rate_, frac * edge / lam, rtol=1e-15)
+        assert isinstance(est.stability_threshold_, float)
+        assert_allclose(est.stability_threshold_, edge / est.learning_rate_, rtol=1e-14)
+        assert_allclose(est.sharpness_trace_ / est.stability_threshold_, frac, rtol=1e-9)
+        assert est.preconditioned_sharpness_trace_ is None
+        assert np.all(np.isfinite(est.loss_curve_))
+        assert np.all(np.isfinite(est.sharpness_trace_))
+        categories = [w.category for w in caught]
+        if frac < 1:
+            assert not est.diverged_ and est.n_iter_ == 600
+            assert DivergenceWarning not in categories
+            assert est.loss_curve_[-1] < 1e-12 * est.loss_curve_[0]
+        else:
+            assert est.diverged_ and 0 < est.n_iter_ < 600
+            assert categories.count(DivergenceWarning) == 1
+            assert est.steps_[-1] == est.n_iter_  # the last finite state closes
+            assert est.loss_curve_[-1] > 1e6 * est.loss_curve_[0]
+
+
+def test_linear_model_units_of_initial_sharpness(linear_data):
+    """``lr_units="initial_sharpness"``: ``learning_rate`` is ``eta lambda_0``,
+    so the heavy ball's edge is ``learning_rate = 2 + 2 beta`` on a quadratic."""
+    X, Y = linear_data
+    lam = np.linalg.eigvalsh(X.T @ X / X.shape[0])[-1]
+    est = _linear(
+        optimizer="momentum",
+        momentum=0.9,
+        learning_rate=0.95 * 3.8,
+        lr_units="initial_sharpness",
+        max_iter=10,
+    ).fit(X, Y)
+    assert_allclose(est.initial_sharpness_, lam, rtol=1e-9)
+    assert_allclose(est.learning_rate_, 0.95 * 3.8 / lam, rtol=1e-9)
+    assert_allclose(est.stability_threshold_ / lam, 1 / 0.95, rtol=1e-9)
+
+
+@pytest.mark.parametrize("name", ADAPTIVE)
+def test_linear_model_preconditioned_sharpness(linear_data, name):
+    """On a quadratic ``H`` is known exactly; ``P`` is rebuilt from the
+    optimizer's own recurrences on the closed-form gradient."""
+    X, Y = linear_data
+    n = X.shape[0]
+    est = _linear(optimizer=name, learning_rate=0.01, max_iter=6).fit(X, Y)
+    init = _linear(optimizer=name, learning_rate=0.01, max_iter=0).fit(X, Y)
+    W = init.coefs_[0].copy()
+    opt = make_optimizer(name)
+    state = opt.init_state(W.size)
+    H1 = X.T @ X / n
+    H = np.kron(H1, np.eye(2))  # W raveled in C order: (feature, output)
+    assert_allclose(est.sharpness_trace_, np.linalg.eigvalsh(H1)[-1], rtol=1e-9)
+    for t in range(7):
+        grad = (X.T @ (X @ W - Y) / n).ravel()
+        d = 1.0 / np.sqrt(opt.preconditioner(state, grad))
+        expected = np.linalg.eigvalsh(d[:, None] * H * d[None, :])[-1]
+        assert_allclose(est.preconditioned_sharpness_trace_[t], expected, rtol=1e-6)
+        if t < 6:
+            theta, state = opt.update(W.ravel(), grad, 0.01, state)
+            W = theta.reshape(W.shape)
+    assert_allclose(est.coefs_[0], W, rtol=1e-12)
