@@ -108,14 +108,19 @@ def store_traces(estimator, traces, *, n_iter, diverged, append=False, **extra):
         "eta": ("_eta_records", float),
         "threshold": ("_threshold_records", float),
     }
+    n_old = len(estimator.steps_) if append else 0
+    n_new = len(traces["steps"])
     for key, (attr, dtype) in names.items():
         value = traces.get(key)
-        if value is None:
-            if not append or key not in ("ntk", "preconditioned", "residual"):
-                setattr(estimator, attr, None)
-            continue
-        value = np.asarray(value, dtype=dtype)
         old = getattr(estimator, attr, None) if append else None
+        if value is None and old is None:
+            setattr(estimator, attr, None)
+            continue
+        # an optional trace switched on or off between warm fits: NaN there
+        value = np.full(n_new, np.nan) if value is None else value
+        value = np.asarray(value, dtype=dtype)
+        if append and old is None:
+            old = np.full(n_old, np.nan)
         setattr(estimator, attr, value if old is None else np.concatenate([old, value]))
     estimator.n_iter_ = n_iter + (estimator.n_iter_ if append else 0)
     estimator.diverged_ = bool(diverged)

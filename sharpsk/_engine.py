@@ -338,7 +338,9 @@ def train(
     rng_tangent : RandomState
         Draws the tangent's start.
     resume : dict or None
-        The ``"state"`` returned by an earlier call: continue that run.
+        The ``"state"`` returned by an earlier call: continue that run (a
+        different optimizer starts its state anew; switching the Lyapunov
+        tangent on starts it there).
     report : callable or None
         ``report(t, loss, eta_times_sharpness)`` every ``report_every`` steps.
     blas_threads : int or None
@@ -405,16 +407,19 @@ def _train(
             for kind in ("hessian", "ntk", "preconditioned")
         }
         tangent = None
-        if compute_lyapunov:
-            n_state = theta.size * (1 + len(optimizer.state_arrays()))
-            tangent = _initial_tangent(rng_tangent, n_state)
         point = model.point(theta)
         bound = divergence_bound(point.residual_max, model.target_max)
     else:
         t0, theta, lam0 = resume["step"], resume["theta"], resume["initial_sharpness"]
         opt_state, trackers = resume["optimizer"], resume["trackers"]
         tangent, bound = resume["tangent"], resume["bound"]
+        fresh = optimizer.init_state(theta.size)
+        if set(fresh) != set(opt_state):  # another optimizer: its state anew
+            opt_state = fresh
         point = model.point(theta)
+    n_state = theta.size * (1 + len(optimizer.state_arrays()))
+    if compute_lyapunov and (tangent is None or tangent.size != n_state):
+        tangent = _initial_tangent(rng_tangent, n_state)
 
     def track(kind, matvec):
         res = trackers[kind].update(matvec, model.n_params)

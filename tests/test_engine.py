@@ -306,3 +306,15 @@ def test_memory_grows_with_what_ran_not_with_max_iter():
     with pytest.warns(DivergenceWarning):
         est.fit(X, y)
     assert est.diverged_ and est.n_iter_ < 5 and est.steps_.size <= 6
+
+
+def test_warm_start_may_switch_optimizer_and_options(digits):
+    X, Y = digits
+    est = MLPRegressor((8,), learning_rate=0.1, max_iter=5, warm_start=True)
+    est.set_params(random_state=0).fit(X, Y)
+    est.set_params(optimizer="adam", compute_lyapunov=True).fit(X, Y)
+    assert est.n_iter_ == 10 and est.steps_.size == 11
+    assert est.tangent_log_growth_.size == 5
+    pre = est.preconditioned_sharpness_trace_  # NaN before adam took over
+    assert pre.size == 11 and np.isnan(pre[:6]).all() and np.isfinite(pre[6:]).all()
+    assert_allclose(est.stability_threshold_[-1], 38.0 / 0.1, rtol=1e-12)
