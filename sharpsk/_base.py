@@ -54,6 +54,19 @@ default="gd"
         Added to the root of the second moment (adaptive methods)."""
 
 
+def check_numeric_targets(y):
+    """``y`` as float64, or a ValueError naming it (strings, objects)."""
+    if y is None:
+        return y  # validate_data reports a missing y
+    try:
+        return np.asarray(y, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(
+            f"y must be numeric (regression targets); could not convert it to "
+            f"float: {exc}."
+        ) from None
+
+
 def make_estimator_optimizer(estimator):
     """The optimizer object of an estimator's parameters."""
     return make_optimizer(

@@ -30,6 +30,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from ._base import (
     GD_PARAMETER_CONSTRAINTS,
     OPTIMIZER_DOC,
+    check_numeric_targets,
     make_estimator_optimizer,
     store_traces,
     warn_divergence,
@@ -805,9 +806,8 @@ class MLPRegressor(RegressorMixin, BaseEstimator):
         X, y = validate_data(
             self,
             X,
-            y,
+            check_numeric_targets(y),
             multi_output=True,
-            y_numeric=True,
             dtype=np.float64,
             reset=not warm,
         )

@@ -33,7 +33,13 @@ from numbers import Integral, Real
 import numpy as np
 from sklearn.base import BaseEstimator, MetaEstimatorMixin, _fit_context, clone
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import HasMethods, Hidden, Interval, StrOptions
+from sklearn.utils._param_validation import (
+    HasMethods,
+    Hidden,
+    Interval,
+    InvalidParameterError,
+    StrOptions,
+)
 from sklearn.utils._tags import get_tags
 from sklearn.utils.parallel import Parallel, delayed
 from sklearn.utils.validation import check_memory, validate_data
@@ -79,6 +85,28 @@ _RESULT_KEYS = (
 # --------------------------------------------------------------------------
 # Workers (module level: picklable for joblib, Dask and joblib.Memory)
 # --------------------------------------------------------------------------
+
+
+# Fitted attributes the scan reads (see the module docstring).
+_PROTOCOL_ATTRIBUTES = (
+    "sharpness_trace_",
+    "loss_curve_",
+    "steps_",
+    "n_iter_",
+    "diverged_",
+    "initial_sharpness_",
+    "learning_rate_",
+    "stability_threshold_",
+)
+
+
+def _protocol_message(estimator, what):
+    return (
+        f"estimator: {type(estimator).__name__} does not follow the scan protocol "
+        "(a learning_rate and a max_iter parameter, max_iter=0 recording the "
+        f"initialization, and the trace attributes {list(_PROTOCOL_ATTRIBUTES)} "
+        f"after fit; see the user guide's scan protocol page): {what}."
+    )
 
 
 def _tracked(estimator):
@@ -435,6 +463,11 @@ default=None
     # ----------------------------------------------------------------------
     def _check_grid(self):
         """Validated learning rates and second-axis values."""
+        if isinstance(self.learning_rates, (set, frozenset, dict, str)):
+            raise ValueError(
+                "learning_rates must be a 1-D array-like of floats (a list or an "
+                f"array), got a {type(self.learning_rates).__name__}."
+            )
         lrs = np.asarray(self.learning_rates, dtype=float)
         if lrs.ndim != 1 or lrs.size == 0:
             raise ValueError(
@@ -542,7 +575,19 @@ default=None
                     est.set_params(max_iter=0)
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
-                    est.fit(X, y)
+                    try:
+                        est.fit(X, y)
+                    except InvalidParameterError as exc:
+                        if "max_iter" not in str(exc):
+                            raise
+                        raise TypeError(
+                            _protocol_message(est, f"max_iter=0 is refused ({exc})")
+                        ) from exc
+                missing = [a for a in _PROTOCOL_ATTRIBUTES if not hasattr(est, a)]
+                if missing:
+                    raise TypeError(
+                        _protocol_message(est, f"its fit sets no {missing}")
+                    )
                 info[key] = (
                     float(est.initial_sharpness_),
                     float(getattr(est, "critical_learning_rate_", np.nan)),

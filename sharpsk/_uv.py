@@ -11,6 +11,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from ._base import (
     GD_PARAMETER_CONSTRAINTS,
     OPTIMIZER_DOC,
+    check_numeric_targets,
     make_estimator_optimizer,
     store_traces,
     warn_divergence,
@@ -355,6 +356,8 @@ class UVRegressor(RegressorMixin, BaseEstimator):
 
     def _initialize(self, n_features):
         """Raw initial weights, the multiplier ``s`` and the lr scale ``c``."""
+        if isinstance(self.width, bool):
+            raise ValueError(f"width must be a positive integer, got {self.width!r}.")
         scalings = resolve_parameterization(self.parameterization).get_scalings(
             [n_features, self.width, 1]
         )
@@ -477,6 +480,8 @@ class UVRegressor(RegressorMixin, BaseEstimator):
         return self.engine
 
     @_fit_context(prefer_skip_nested_validation=True)
+    # overflow is a result (a diverged run, one DivergenceWarning), not a warning
+    @np.errstate(over="ignore", invalid="ignore", divide="ignore")
     def fit(self, X, y):
         """Run gradient descent on ``(X, y)`` and record the traces.
 
@@ -494,7 +499,7 @@ class UVRegressor(RegressorMixin, BaseEstimator):
         """
         warm = self.warm_start and hasattr(self, "_engine_state")
         X, y = validate_data(
-            self, X, y, y_numeric=True, dtype=np.float64, reset=not warm
+            self, X, check_numeric_targets(y), dtype=np.float64, reset=not warm
         )
         n_samples = X.shape[0]
         engine = self._engine_for(n_samples)

@@ -70,6 +70,7 @@ class _ActiveRuns:
         df[self.idx], ntk[self.idx], max_es[self.idx] = self.df, self.ntk, self.max_es
 
 
+@np.errstate(over="ignore", invalid="ignore", divide="ignore")
 def uv_batched_runs(
     delta_f0,
     ntk0,

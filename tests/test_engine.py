@@ -318,3 +318,67 @@ def test_warm_start_may_switch_optimizer_and_options(digits):
     pre = est.preconditioned_sharpness_trace_  # NaN before adam took over
     assert pre.size == 11 and np.isnan(pre[:6]).all() and np.isfinite(pre[6:]).all()
     assert_allclose(est.stability_threshold_[-1], 38.0 / 0.1, rtol=1e-12)
+
+
+# --------------------------------------------------------------------------
+# Bad input: one clear error naming the culprit (issue 13)
+# --------------------------------------------------------------------------
+
+
+def test_string_targets_name_y():
+    X = np.ones((3, 2))
+    for est in (UVRegressor(4, max_iter=2), MLPRegressor((4,), max_iter=2)):
+        with pytest.raises(ValueError, match="y must be numeric"):
+            est.fit(X, np.array(["a", "b", "c"]))
+
+
+def test_boolean_width_is_refused():
+    with pytest.raises(ValueError, match="width must be a positive integer"):
+        UVRegressor(width=True, max_iter=2).fit(np.ones((3, 2)), np.ones(3))
+
+
+def test_learning_rates_as_a_set_is_refused():
+    with pytest.raises(ValueError, match="learning_rates .* got a set"):
+        LearningRateScan(
+            UVRegressor(4, max_iter=2), learning_rates={0.1, 0.5}, progress=False
+        ).fit(np.ones((3, 2)), np.ones(3))
+
+
+def test_scanning_an_estimator_off_the_protocol_says_so():
+    from sklearn.neural_network import MLPRegressor as SklearnMLP
+
+    with pytest.raises(TypeError, match="does not follow the scan protocol"):
+        LearningRateScan(SklearnMLP(), learning_rates=[0.1], progress=False).fit(
+            np.ones((3, 2)), np.ones(3)
+        )
+
+
+@pytest.mark.parametrize(
+    "kw, X, y",
+    [
+        ({}, np.ones((1, 2)) * 1e100, np.ones(1)),
+        ({}, np.ones((1, 2)), np.ones(1) * 1e100),
+        ({"init_scale": 1e200}, np.ones((1, 2)), np.ones(1)),
+    ],
+)
+def test_overflow_is_one_divergence_warning(kw, X, y):
+    # Regression (issue 13): RuntimeWarnings leaked from single-example fits.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        est = UVRegressor(4, max_iter=50, **kw).fit(X, y)
+    assert [w.category for w in caught] == [DivergenceWarning]
+    assert est.diverged_
+
+
+@pytest.mark.parametrize("engine", ["batched", "per_run"])
+def test_huge_learning_rates_in_a_scan_leak_no_warning(engine):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        scan = LearningRateScan(
+            UVRegressor(4, max_iter=50, random_state=0),
+            learning_rates=[0.1, 1e300],
+            engine=engine,
+            progress=False,
+        ).fit(np.ones((1, 2)), np.ones(1))
+    assert caught == []
+    assert scan.labels_[1] == "diverge"
