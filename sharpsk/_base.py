@@ -56,8 +56,8 @@ default="gd"
 
 def check_numeric_targets(y):
     """``y`` as float64, or a ValueError naming it (strings, objects)."""
-    if y is None:
-        return y  # validate_data reports a missing y
+    if y is None or np.iscomplexobj(y):
+        return y  # validate_data reports these
     try:
         return np.asarray(y, dtype=np.float64)
     except (TypeError, ValueError) as exc:
@@ -67,14 +67,19 @@ def check_numeric_targets(y):
         ) from None
 
 
-def make_estimator_optimizer(estimator):
-    """The optimizer object of an estimator's parameters."""
+def make_estimator_optimizer(estimator, scale=1.0):
+    """The optimizer object of an estimator's parameters.
+
+    ``scale``: the square root of each trained coordinate's learning-rate
+    scale (see :func:`~sharpsk._optimizers.make_optimizer`).
+    """
     return make_optimizer(
         estimator.optimizer,
         momentum=estimator.momentum,
         beta_1=estimator.beta_1,
         beta_2=estimator.beta_2,
         epsilon=estimator.epsilon,
+        scale=scale,
     )
 
 

@@ -821,7 +821,6 @@ class MLPRegressor(RegressorMixin, BaseEstimator):
                 stacklevel=3,
             )
             record_every = self.sharpness_every
-        optimizer = make_estimator_optimizer(self)
         if warm:
             if Y.shape[1] != self.n_outputs_:
                 raise ValueError(
@@ -854,6 +853,8 @@ class MLPRegressor(RegressorMixin, BaseEstimator):
             params = None
         shapes = [tuple(sh) for sh in self._shapes(X.shape[1], Y.shape[1])]
         model = MLPModel(X, Y, shapes, mults, self.activation)
+        scale = self._coordinate_scale(shapes, scalings)
+        optimizer = make_estimator_optimizer(self, scale)
         report = None
         report_every = max(1, self.max_iter // 10) if self.verbose >= 2 else 0
         if report_every:
@@ -916,6 +917,19 @@ class MLPRegressor(RegressorMixin, BaseEstimator):
                 f"final loss={self.loss_curve_[-1]:.6g} HVPs={self.n_hvp_}"
             )
         return self
+
+    def _coordinate_scale(self, shapes, scalings):
+        """``sqrt(lr_scale)`` of every trained coordinate (see Notes)."""
+        roots = (
+            np.sqrt(scalings["lr_scale"]),
+            np.sqrt(_bias_lr_scale(scalings["lr_scale"])),
+        )
+        parts, layer = [], -1
+        for shape in shapes:
+            bias = len(shape) == 1
+            layer += not bias
+            parts.append(np.full(int(np.prod(shape)), roots[bias][layer]))
+        return np.concatenate(parts)
 
     def _shapes(self, n_features, n_outputs):
         sizes = [n_features, *self._hidden_sizes(), n_outputs]

@@ -133,8 +133,9 @@ class _RMSProp(Optimizer):
     name = "rmsprop"
     adaptive = True
 
-    def __init__(self, beta_2, epsilon):
+    def __init__(self, beta_2, epsilon, scale=1.0):
         self.beta_2, self.epsilon = float(beta_2), float(epsilon)
+        self.scale = scale
 
     def get_params(self):
         return {"beta_2": self.beta_2, "epsilon": self.epsilon}
@@ -149,7 +150,7 @@ class _RMSProp(Optimizer):
         return self.beta_2 * state["second"] + (1.0 - self.beta_2) * grad * grad
 
     def _precondition(self, new_state):
-        return np.sqrt(new_state["second"]) + self.epsilon
+        return np.sqrt(new_state["second"]) / self.scale + self.epsilon
 
     def preconditioner(self, state, grad):
         return self._precondition(
@@ -167,9 +168,9 @@ class _RMSProp(Optimizer):
         b2 = self.beta_2
         d_s_new = b2 * d_s + 2.0 * (1.0 - b2) * grad * hd
         root = np.sqrt(new_state["second"])
-        P = root + self.epsilon
+        P = root / self.scale + self.epsilon
         with np.errstate(divide="ignore", invalid="ignore"):
-            d_P = np.where(root > 0, d_s_new / (2.0 * root), 0.0)
+            d_P = np.where(root > 0, d_s_new / (2.0 * root * self.scale), 0.0)
         d_theta_new = d_theta - eta * (hd / P - grad * d_P / (P * P))
         return np.concatenate([d_theta_new, d_s_new])
 
@@ -179,8 +180,8 @@ class _Adam(_RMSProp):
 
     name = "adam"
 
-    def __init__(self, beta_1, beta_2, epsilon):
-        super().__init__(beta_2, epsilon)
+    def __init__(self, beta_1, beta_2, epsilon, scale=1.0):
+        super().__init__(beta_2, epsilon, scale)
         self.beta_1 = float(beta_1)
 
     def get_params(self):
@@ -195,7 +196,7 @@ class _Adam(_RMSProp):
     def _precondition(self, new_state):
         t = new_state["t"]
         s_hat = new_state["second"] / (1.0 - self.beta_2**t)
-        return (1.0 - self.beta_1**t) * (np.sqrt(s_hat) + self.epsilon)
+        return (1.0 - self.beta_1**t) * (np.sqrt(s_hat) / self.scale + self.epsilon)
 
     def update(self, theta, grad, eta, state):
         b1 = self.beta_1
@@ -219,9 +220,11 @@ class _Adam(_RMSProp):
         d_s_new = b2 * d_s + 2.0 * (1.0 - b2) * grad * hd
         c1, c2 = 1.0 - b1**t, 1.0 - b2**t
         root = np.sqrt(new_state["second"] / c2)
-        P = c1 * (root + self.epsilon)
+        P = c1 * (root / self.scale + self.epsilon)
         with np.errstate(divide="ignore", invalid="ignore"):
-            d_P = np.where(root > 0, c1 * d_s_new / (2.0 * c2 * root), 0.0)
+            d_P = np.where(
+                root > 0, c1 * d_s_new / (2.0 * c2 * root * self.scale), 0.0
+            )
         m = new_state["first"]
         d_theta_new = d_theta - eta * (d_m_new / P - m * d_P / (P * P))
         return np.concatenate([d_theta_new, d_m_new, d_s_new])
@@ -230,7 +233,9 @@ class _Adam(_RMSProp):
 OPTIMIZERS = ("gd", "momentum", "nesterov", "rmsprop", "adam")
 
 
-def make_optimizer(name, *, momentum=0.9, beta_1=0.9, beta_2=0.999, epsilon=1e-8):
+def make_optimizer(
+    name, *, momentum=0.9, beta_1=0.9, beta_2=0.999, epsilon=1e-8, scale=1.0
+):
     """The optimizer object of a name, with sklearn's hyper-parameter names.
 
     Parameters
@@ -245,6 +250,14 @@ def make_optimizer(name, *, momentum=0.9, beta_1=0.9, beta_2=0.999, epsilon=1e-8
         Decay of the second moment of ``"rmsprop"`` and ``"adam"``.
     epsilon : float, default=1e-8
         Added to the square root of the second moment.
+    scale : float or ndarray of shape (n_params,), default=1.0
+        Scale of each trained coordinate relative to the raw weight
+        (``theta = w / scale``).  GD and momentum are linear in the gradient,
+        so a step ``eta`` on ``theta`` is a step ``eta * scale**2`` on ``w``;
+        the adaptive methods are invariant to rescaling a coordinate, so they
+        divide the root of the second moment by ``scale``: then too each raw
+        weight gets the step ``eta * scale**2`` (a parameterization's
+        per-layer learning-rate scale) with the same ``epsilon``.
 
     Returns
     -------
@@ -266,7 +279,7 @@ def make_optimizer(name, *, momentum=0.9, beta_1=0.9, beta_2=0.999, epsilon=1e-8
     if name == "nesterov":
         return _Nesterov(momentum)
     if name == "rmsprop":
-        return _RMSProp(beta_2, epsilon)
+        return _RMSProp(beta_2, epsilon, scale)
     if name == "adam":
-        return _Adam(beta_1, beta_2, epsilon)
+        return _Adam(beta_1, beta_2, epsilon, scale)
     raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {name!r}.")

@@ -513,6 +513,7 @@ class UVRegressor(RegressorMixin, BaseEstimator):
             U, v = self.U_, self.v_
         s_eff, root_c = s * c, np.sqrt(c)
         U, v = U / root_c, v / root_c
+        self._lr_scale = c
         if n_samples == 1:
             kappa = float(s_eff**2 * (X[0] @ X[0]))
             eta_c = float(uv_critical_learning_rate(kappa, y[0]))
@@ -646,7 +647,7 @@ class UVRegressor(RegressorMixin, BaseEstimator):
         run = train(
             model,
             theta,
-            optimizer=make_estimator_optimizer(self),
+            optimizer=make_estimator_optimizer(self, np.sqrt(self._lr_scale)),
             learning_rate=learning_rate,
             lr_units=lr_units,
             max_iter=self.max_iter,
