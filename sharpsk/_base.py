@@ -55,16 +55,12 @@ default="gd"
 
 
 def check_numeric_targets(y):
-    """``y`` as float64, or a ValueError naming it (strings, objects)."""
-    if y is None or np.iscomplexobj(y):
-        return y  # validate_data reports these
-    try:
-        return np.asarray(y, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
+    """Validated ``y`` as float64, or a ValueError naming it (e.g. strings)."""
+    if y.dtype.kind not in "biuf":
         raise ValueError(
-            f"y must be numeric (regression targets); could not convert it to "
-            f"float: {exc}."
-        ) from None
+            f"y must be numeric (regression targets), got dtype {y.dtype}."
+        )
+    return y.astype(np.float64, copy=False)
 
 
 def make_estimator_optimizer(estimator, scale=1.0):

@@ -806,11 +806,13 @@ class MLPRegressor(RegressorMixin, BaseEstimator):
         X, y = validate_data(
             self,
             X,
-            check_numeric_targets(y),
+            y,
             multi_output=True,
+            y_numeric=True,
             dtype=np.float64,
             reset=not warm,
         )
+        y = check_numeric_targets(y)
         Y = _as_2d(y)
         record_every = self.record_every
         if self.sharpness_every != "deprecated":

@@ -222,9 +222,7 @@ class _Adam(_RMSProp):
         root = np.sqrt(new_state["second"] / c2)
         P = c1 * (root / self.scale + self.epsilon)
         with np.errstate(divide="ignore", invalid="ignore"):
-            d_P = np.where(
-                root > 0, c1 * d_s_new / (2.0 * c2 * root * self.scale), 0.0
-            )
+            d_P = np.where(root > 0, c1 * d_s_new / (2.0 * c2 * root * self.scale), 0.0)
         m = new_state["first"]
         d_theta_new = d_theta - eta * (d_m_new / P - m * d_P / (P * P))
         return np.concatenate([d_theta_new, d_m_new, d_s_new])

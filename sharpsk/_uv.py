@@ -499,8 +499,9 @@ class UVRegressor(RegressorMixin, BaseEstimator):
         """
         warm = self.warm_start and hasattr(self, "_engine_state")
         X, y = validate_data(
-            self, X, check_numeric_targets(y), dtype=np.float64, reset=not warm
+            self, X, y, y_numeric=True, dtype=np.float64, reset=not warm
         )
+        y = check_numeric_targets(y)
         n_samples = X.shape[0]
         engine = self._engine_for(n_samples)
         if warm and engine != self.engine_:
