@@ -1,5 +1,6 @@
 """What the gradient-descent regressors share: parameters, divergence, traces."""
 
+import os
 import warnings
 from numbers import Integral, Real
 
@@ -52,6 +53,29 @@ default="gd"
         Decay of the second moment of ``"rmsprop"`` and ``"adam"``.
     epsilon : float, default=1e-8
         Added to the root of the second moment (adaptive methods)."""
+
+
+# Working copies of the parameters a fit holds at once (weights, normalised
+# weights, gradient, optimizer state, eigenvectors): a rough, safe factor.
+_COPIES = 6
+
+
+def check_memory(n_floats, culprit):
+    """Refuse, naming ``culprit``, a fit whose arrays exceed the free memory.
+
+    ``n_floats`` float64 values, times a few working copies, are compared
+    with the available physical memory (where the system reports it).
+    """
+    try:
+        free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):  # not reported: no check
+        return
+    need = 8.0 * _COPIES * float(n_floats)
+    if need > free:
+        raise ValueError(
+            f"{culprit}: the fit needs about {need / 2**30:.3g} GiB, more than "
+            f"the {free / 2**30:.3g} GiB of free memory."
+        )
 
 
 def check_numeric_targets(y):

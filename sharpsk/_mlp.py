@@ -30,6 +30,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from ._base import (
     GD_PARAMETER_CONSTRAINTS,
     OPTIMIZER_DOC,
+    check_memory,
     check_numeric_targets,
     make_estimator_optimizer,
     store_traces,
@@ -772,6 +773,10 @@ class MLPRegressor(RegressorMixin, BaseEstimator):
     def _initialize(self, n_features, n_outputs, rng):
         """Trained variables ``phi`` and their multipliers; see Notes."""
         sizes = [n_features, *self._hidden_sizes(), n_outputs]
+        check_memory(
+            sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:], strict=True)),
+            f"hidden_layer_sizes={self.hidden_layer_sizes!r}",
+        )
         scalings = resolve_parameterization(self.parameterization).get_scalings(sizes)
         std = self.init_scale * scalings["init_std"]
         root_c = np.sqrt(scalings["lr_scale"])

@@ -11,6 +11,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from ._base import (
     GD_PARAMETER_CONSTRAINTS,
     OPTIMIZER_DOC,
+    check_memory,
     check_numeric_targets,
     make_estimator_optimizer,
     store_traces,
@@ -358,6 +359,7 @@ class UVRegressor(RegressorMixin, BaseEstimator):
         """Raw initial weights, the multiplier ``s`` and the lr scale ``c``."""
         if isinstance(self.width, bool):
             raise ValueError(f"width must be a positive integer, got {self.width!r}.")
+        check_memory(self.width * (n_features + 1), f"width={self.width}")
         scalings = resolve_parameterization(self.parameterization).get_scalings(
             [n_features, self.width, 1]
         )

@@ -7,6 +7,7 @@ exit status 2; failures while running give a one-line error and status 1.
 """
 
 import argparse
+import os
 import sys
 import time
 import warnings
@@ -196,6 +197,27 @@ def build_parser():
     return parser
 
 
+def _check_output(path, flag, directory=False):
+    """Refuse an output the command could not write, before computing it.
+
+    ``path`` may not exist yet (its missing folders are created when
+    writing); its nearest existing ancestor must be a writable folder.
+    """
+    path = Path(path)
+    if path.exists() and path.is_dir() != directory:
+        kind = "a folder" if path.is_dir() else "a file"
+        raise _Fail(
+            f"{flag} {path} is {kind}; give a {'folder' if directory else 'file'}"
+        )
+    parent = path if path.exists() else path.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise _Fail(f"{flag} {path}: {parent} is a file, not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise _Fail(f"{flag} {path}: {parent} is not writable")
+
+
 def _uv_problem(n_features, width, init_scale, random_state=0, **params):
     from ._uv import UVRegressor
 
@@ -244,7 +266,7 @@ def run_demo(args):
     from ._scan import LearningRateScan
 
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    _check_output(out, "--out", directory=True)
     t0 = time.perf_counter()
     est, X, y = _uv_problem(
         DEMO["n_features"], DEMO["width"], DEMO["init_scale"], max_iter=args.steps
@@ -258,6 +280,7 @@ def run_demo(args):
     ).fit(X, y)
     frame = _table(scan)
     eta_c = frame["critical_learning_rate"].iloc[0]
+    out.mkdir(parents=True, exist_ok=True)  # only once there is something to write
     frame.to_csv(out / "scan.csv", index=False)
     tails = pd.DataFrame(scan.trace_tails_)
     tails.to_csv(out / "trace_tails.csv", index=False)
@@ -357,6 +380,9 @@ def run_scan(args):
         raise _Fail("--lr-max must not be smaller than --lr-min")
     if (args.param_name is None) != (args.param_values is None):
         raise _Fail("--param-name and --param-values go together")
+    _check_output(args.out, "--out")
+    if args.plot:
+        _check_output(args.plot, "--plot")
     est, X, y = _scan_problem(args)
     space = np.geomspace if args.log else np.linspace
     rates = space(args.lr_min, args.lr_max, args.n_rates)
@@ -423,9 +449,11 @@ def main(argv=None):
     try:
         return (run_demo if args.command == "demo" else run_scan)(args)
     except KeyboardInterrupt:
-        print("sharpsk: interrupted", file=sys.stderr)
+        # end a progress line first, if one is on the terminal
+        start = "\n" if sys.stderr.isatty() else ""
+        print(f"{start}sharpsk: interrupted", file=sys.stderr)
         return 130
-    except (_Fail, ValueError, TypeError, OSError) as exc:
+    except (_Fail, ValueError, TypeError, OSError, MemoryError) as exc:
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
         print(f"sharpsk {args.command}: error: {message}", file=sys.stderr)
         return 1

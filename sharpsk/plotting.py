@@ -365,6 +365,12 @@ def plot_sharpness(
     True
     """
     func = "plot_sharpness"
+    if learning_rate is not None and not (
+        np.isscalar(learning_rate) and np.isfinite(learning_rate) and learning_rate > 0
+    ):
+        raise ValueError(
+            f"{func}: learning_rate must be a positive number, got {learning_rate!r}."
+        )
     sharp, loss_frame = _trace_frames(data, func, x, y, ntk, loss)
     _require(sharp, [x, y, hue], func)
     ax = _get_ax(ax)
@@ -772,6 +778,8 @@ def plot_phase_diagram(
     """
     func = "plot_phase_diagram"
     frame = _as_frame(data, func)
+    if frame.empty:
+        raise ValueError(f"{func}: data has no rows (no runs to place).")
     if y is None:
         params = [c for c in frame.columns if str(c).startswith("param_")]
         y = params[0] if len(params) == 1 else None

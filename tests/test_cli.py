@@ -160,3 +160,37 @@ def test_scan_mlp_cached_rerun(tmp_path):
     assert second.returncode == 0, second.stderr
     assert "3 cached" in second.stdout
     pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "mlp.csv"), before)
+
+
+def test_outputs_are_checked_before_computing(tmp_path, capsys):
+    # Regression (issue 13): a bad --out was found only after the whole scan.
+    from sharpsk.cli import main
+
+    afile = tmp_path / "a.csv"
+    afile.write_text("x")
+    scan = ["scan", "--lr-min", "0.1", "--lr-max", "1", "--no-progress"]
+    cases = [
+        (scan + ["--out", str(tmp_path)], "is a folder"),
+        (scan + ["--out", str(afile / "b.csv")], "is a file, not a folder"),
+        (scan + ["--out", str(tmp_path / "ok.csv"), "--plot", str(tmp_path)], "--plot"),
+        (["demo", "--out", str(afile), "--no-progress"], "is a file"),
+        (["scan", "--width", str(10**13), "--lr-min", "0.1", "--lr-max", "1"], "width"),
+    ]
+    for args, culprit in cases:
+        assert main(args) == 1
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and culprit in err[0], err
+    assert not (tmp_path / "ok.csv").exists()  # nothing computed, nothing written
+
+
+def test_demo_creates_its_folder_only_with_results(tmp_path, capsys, monkeypatch):
+    from sharpsk import cli
+
+    def fail(*args, **kwargs):
+        raise ValueError("no scan today")
+
+    monkeypatch.setattr("sharpsk._scan.LearningRateScan.fit", fail)
+    out = tmp_path / "new" / "demo"
+    assert cli.main(["demo", "--out", str(out), "--no-progress"]) == 1
+    assert "no scan today" in capsys.readouterr().err
+    assert not (tmp_path / "new").exists()

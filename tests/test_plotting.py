@@ -690,3 +690,14 @@ def test_plot_normalize_is_deprecated(uv_scan):
     assert_array_equal(
         ax.collections[0].get_offsets(), new.collections[0].get_offsets()
     )
+
+
+def test_plot_bad_input_names_the_culprit():
+    # Regression (issue 13): a ZeroDivisionError and an IndexError before.
+    uv = UVRegressor(4, max_iter=5).fit(np.ones((1, 2)), np.ones(1))
+    for bad in (0, -1.0, float("nan")):
+        with pytest.raises(ValueError, match="learning_rate must be a positive"):
+            plot_sharpness(uv, learning_rate=bad)
+    empty = pd.DataFrame({"learning_rate": [], "label": []})
+    with pytest.raises(ValueError, match="no rows"):
+        plot_phase_diagram(empty)
