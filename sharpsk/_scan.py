@@ -31,6 +31,7 @@ import warnings
 from numbers import Integral, Real
 
 import numpy as np
+from joblib.memory import CacheWarning
 from sklearn.base import BaseEstimator, MetaEstimatorMixin, _fit_context, clone
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import (
@@ -106,6 +107,13 @@ def _protocol_message(estimator, what):
         "(a learning_rate and a max_iter parameter, max_iter=0 recording the "
         f"initialization, and the trace attributes {list(_PROTOCOL_ATTRIBUTES)} "
         f"after fit; see the user guide's scan protocol page): {what}."
+    )
+
+
+def _infrastructure_warning(record):
+    """Whether a caught warning comes from joblib (caching, dispatch)."""
+    return isinstance(record.message, CacheWarning) or (
+        f"{os.sep}joblib{os.sep}" in str(record.filename)
     )
 
 
@@ -708,9 +716,9 @@ default=None
     def _run_per_run(self, X, y, values, seeds, eta, memory, analysis, show):
         n_runs, n_lr = eta.size, eta.size // len(values)
         worker = memory.cache(_fit_and_label)
-        jobs = []
         self.n_cached_ = 0
-        cached = hasattr(worker, "check_call_in_cache")
+        out, jobs, todo = [None] * n_runs, [], []
+        bar = _Progress(n_runs, show)
         for i in range(n_runs):
             est = self._configure(values[i // n_lr], seeds[i])
             est.set_params(learning_rate=float(eta[i]))
@@ -719,25 +727,32 @@ default=None
                 "analysis": analysis,
                 "n_tail_points": int(self.n_tail_points),
             }
-            if cached and worker.check_call_in_cache(est, X, y, **kwargs):
-                self.n_cached_ += 1
-            jobs.append(delayed(worker)(est, X, y, **kwargs))
-        bar = _Progress(n_runs, show)
+            out[i] = self._from_cache(worker, (est, X, y), kwargs)
+            if out[i] is None:
+                jobs.append(delayed(worker)(est, X, y, **kwargs))
+                todo.append(i)
+            else:
+                bar.update()
         parallel = Parallel(
             n_jobs=self.n_jobs,
             verbose=max(0, int(self.verbose) - 1),
             return_as="generator",
         )
-        out = []
         # Each worker silences and counts its own warnings; in thread-based
         # backends (threading, in-process Dask) ``catch_warnings`` is not
         # thread-safe, so this outer context catches whatever slips through
-        # and restores the filters at the end.
-        with warnings.catch_warnings(record=True) as leaked:
+        # and restores the filters at the end.  Warnings of the cache and
+        # the parallel machinery are not the runs': they are shown.
+        with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            for res in parallel(jobs):
-                out.append(res)
-                bar.update()
+            if jobs:  # a fully cached scan starts no workers
+                for i, res in zip(todo, parallel(jobs), strict=True):
+                    out[i] = res
+                    bar.update()
+        leaked = [w for w in caught if not _infrastructure_warning(w)]
+        for w in caught:
+            if _infrastructure_warning(w):
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
         n_leaked = len(leaked)
         runs = {}
         for key in _RESULT_KEYS[2:]:
@@ -750,6 +765,32 @@ default=None
         for key in ("tail_steps", "tail_sharpness", "tail_loss"):
             runs[key] = [np.asarray(r[key]) for r in out]
         return runs
+
+    def _from_cache(self, func, args, kwargs):
+        """The cached result of ``func(*args, **kwargs)``, or None.
+
+        Counts it in ``n_cached_``.  A corrupt entry is removed (it is then
+        recomputed and stored anew) with one warning line, instead of
+        joblib's logged traceback, and is not counted.
+        """
+        if not hasattr(func, "check_call_in_cache"):
+            return None  # memory=None: nothing is cached
+        if not func.check_call_in_cache(*args, **kwargs):
+            return None
+        entry = func.call_and_shelve(*args, **kwargs)
+        try:
+            result = entry.get()
+        except Exception as exc:  # unreadable: truncated, garbage, old format
+            entry.clear()
+            warnings.warn(
+                f"memory: a corrupt cache entry ({type(exc).__name__}) was "
+                "removed and its run recomputed.",
+                CacheWarning,
+                stacklevel=5,  # the caller of fit
+            )
+            return None
+        self.n_cached_ += 1
+        return result
 
     def _units(self):
         """The units of ``learning_rates`` (``lr_units``, or deprecated ones)."""
@@ -799,7 +840,6 @@ default=None
         ]
         for (kernel, static), index in blocks:
             kernel = memory.cache(kernel)
-            cached = hasattr(kernel, "check_call_in_cache")
             args = ()
             kwargs = {
                 name: np.array([state[i][name] for i in index], dtype=float)
@@ -809,9 +849,9 @@ default=None
             kwargs.update(static)
             kwargs["analysis"] = analysis
             kwargs["n_tail_points"] = int(self.n_tail_points)
-            if cached and kernel.check_call_in_cache(*args, **kwargs):
-                self.n_cached_ += 1
-            part = kernel(*args, **kwargs)
+            part = self._from_cache(kernel, args, kwargs)
+            if part is None:
+                part = kernel(*args, **kwargs)
             for key, value in part.items():
                 if key.startswith("tail_"):
                     continue

@@ -6,6 +6,7 @@ import warnings
 import joblib
 import numpy as np
 import pytest
+from joblib.memory import CacheWarning
 from numpy.testing import assert_allclose, assert_array_equal
 from sklearn.base import BaseEstimator, RegressorMixin, clone
 from sklearn.utils._param_validation import InvalidParameterError
@@ -621,3 +622,39 @@ def test_deprecated_normalize_and_eos_band():
         ).fit(X, y)
     assert any("eos_band" in str(w.message) for w in record)
     assert_results_equal(new.results_, old.results_)
+
+
+def test_corrupt_cache_entry_is_recomputed_and_not_counted(tmp_path):
+    # Regression (issue 13): joblib logged a long traceback and n_cached_
+    # counted the corrupt entry as cached.
+    X, y = multi_example_data()
+    est = UVRegressor(width=4, max_iter=20, random_state=0)
+    kw = {"learning_rates": [0.1, 0.2, 0.3], "memory": tmp_path, "progress": False}
+    first = LearningRateScan(est, **kw).fit(X, y)
+    outputs = sorted(tmp_path.rglob("output.pkl"))
+    assert len(outputs) == 3
+    outputs[0].write_bytes(b"garbage")
+    with pytest.warns(CacheWarning, match="corrupt cache entry") as record:
+        again = LearningRateScan(est, **kw).fit(X, y)
+    assert len(record) == 1
+    assert again.n_cached_ == 2
+    assert_results_equal(first.results_, again.results_)
+    assert LearningRateScan(est, **kw).fit(X, y).n_cached_ == 3  # stored anew
+
+
+def test_cache_warnings_are_shown_not_counted(tmp_path, monkeypatch):
+    # Regression (issue 13): on a full disk the scan's own warning capture
+    # swallowed joblib's "Unable to cache" warnings (counted in n_warnings_).
+    from joblib._store_backends import FileSystemStoreBackend
+
+    def full_disk(self, *args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(FileSystemStoreBackend, "_concurrency_safe_write", full_disk)
+    X, y = multi_example_data()
+    est = UVRegressor(width=4, max_iter=20, random_state=0)
+    with pytest.warns(CacheWarning, match="Unable to cache"):
+        scan = LearningRateScan(
+            est, learning_rates=[0.1, 0.2], memory=tmp_path, progress=False
+        ).fit(X, y)
+    assert scan.n_warnings_ == 0 and scan.n_cached_ == 0
