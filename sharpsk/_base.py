@@ -5,7 +5,9 @@ import warnings
 from numbers import Integral, Real
 
 import numpy as np
+from scipy.sparse.linalg import LinearOperator
 from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._optimizers import OPTIMIZERS, make_optimizer
 from ._parameterization import _PARAMETERIZATION_CONSTRAINT
@@ -101,6 +103,56 @@ def make_estimator_optimizer(estimator, scale=1.0):
         epsilon=estimator.epsilon,
         scale=scale,
     )
+
+
+class HessianMixin:
+    """``hessian_operator`` for estimators trained by the engine.
+
+    The estimator provides ``_engine_model(X, Y) -> (model, theta)``: its
+    engine model on ``(X, Y)`` and its final parameters in the engine's
+    coordinates.
+    """
+
+    def hessian_operator(self, X, y):
+        """The Hessian of the training loss at the fitted weights.
+
+        In the coordinates in which the optimizer steps with the plain
+        ``learning_rate`` (each layer divided by the square root of its
+        learning-rate scale), so its top eigenvalue is comparable with
+        ``stability_threshold_``, as ``sharpness_trace_`` is.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Inputs, e.g. the training data.
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+            Targets.
+
+        Returns
+        -------
+        hessian : scipy.sparse.linalg.LinearOperator of shape (P, P)
+            Exact Hessian-vector products (``hessian @ v``), ``P`` the number
+            of trained parameters; see :mod:`sharpsk.hessian` for its
+            spectrum.
+        """
+        check_is_fitted(self)
+        X, y = validate_data(
+            self,
+            X,
+            y,
+            reset=False,
+            multi_output=True,
+            y_numeric=True,
+            dtype=np.float64,
+        )
+        model, theta = self._engine_model(X, check_numeric_targets(y))
+        point = model.point(theta)
+
+        def matvec(vec):
+            return point.hvp(np.asarray(vec, dtype=np.float64).ravel())
+
+        n = model.n_params
+        return LinearOperator((n, n), matvec=matvec, rmatvec=matvec, dtype=np.float64)
 
 
 def warn_divergence(estimator, n_iter):

@@ -30,6 +30,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from ._base import (
     GD_PARAMETER_CONSTRAINTS,
     OPTIMIZER_DOC,
+    HessianMixin,
     check_memory,
     check_numeric_targets,
     make_estimator_optimizer,
@@ -465,7 +466,7 @@ def _as_2d(y):
     return y.reshape(-1, 1) if y.ndim == 1 else y
 
 
-class MLPRegressor(RegressorMixin, BaseEstimator):
+class MLPRegressor(HessianMixin, RegressorMixin, BaseEstimator):
     """Fully connected network trained by gradient descent, tracking sharpness.
 
     ``fit`` runs gradient descent (full batch by default; or momentum,
@@ -924,6 +925,17 @@ class MLPRegressor(RegressorMixin, BaseEstimator):
                 f"final loss={self.loss_curve_[-1]:.6g} HVPs={self.n_hvp_}"
             )
         return self
+
+    def _engine_model(self, X, Y):
+        Y = _as_2d(Y)
+        if Y.shape[1] != self.n_outputs_:
+            raise ValueError(
+                f"y has {Y.shape[1]} outputs, the fitted network {self.n_outputs_}."
+            )
+        shapes = [tuple(sh) for sh in self._shapes(X.shape[1], Y.shape[1])]
+        mults = self._engine_state["multipliers"]
+        model = MLPModel(X, Y, shapes, mults, self.activation)
+        return model, self._engine_state["run"]["theta"]
 
     def _coordinate_scale(self, shapes, scalings):
         """``sqrt(lr_scale)`` of every trained coordinate (see Notes)."""

@@ -11,6 +11,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from ._base import (
     GD_PARAMETER_CONSTRAINTS,
     OPTIMIZER_DOC,
+    HessianMixin,
     check_memory,
     check_numeric_targets,
     make_estimator_optimizer,
@@ -160,7 +161,7 @@ class UVModel(Model):
         return _UVPoint(self, U, v, X, y)
 
 
-class UVRegressor(RegressorMixin, BaseEstimator):
+class UVRegressor(HessianMixin, RegressorMixin, BaseEstimator):
     """Two-layer linear network ``f(x) = s v^T U x`` trained by gradient descent.
 
     The UV model of Kalra, He & Barkeshli: on a single example it already shows
@@ -461,6 +462,11 @@ class UVRegressor(RegressorMixin, BaseEstimator):
                 self.steps_[-1] - self.steps_[-n],
             )
         )
+
+    def _engine_model(self, X, y):
+        root_c = np.sqrt(self._lr_scale)
+        model = UVModel(X, y.ravel(), self.width, self.output_scale_ * self._lr_scale)
+        return model, np.concatenate([(self.U_ / root_c).ravel(), self.v_ / root_c])
 
     def _engine_for(self, n_samples):
         """The engine a fit on ``n_samples`` examples runs (or raises)."""

@@ -382,3 +382,44 @@ def test_huge_learning_rates_in_a_scan_leak_no_warning(engine):
         ).fit(np.ones((1, 2)), np.ones(1))
     assert caught == []
     assert scan.labels_[1] == "diverge"
+
+
+@pytest.mark.parametrize("parameterization", ["sp", "ntk", "mup"])
+def test_hessian_operator_is_the_tracked_hessian(parameterization):
+    """Its top eigenvalue is the last sharpness record, on both estimators and
+    both UV engines (the coordinates of the stability threshold)."""
+    X, Y = load_digits_onehot(n_samples=40, random_state=0)
+    mlp = MLPRegressor(
+        (5,),
+        max_iter=10,
+        learning_rate=0.3,
+        sharpness_tol=1e-10,
+        parameterization=parameterization,
+        random_state=0,
+    ).fit(X, Y)
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(1, 3)), np.ones(1)
+    fitted = [(mlp, X, Y)] + [
+        (
+            UVRegressor(
+                6,
+                max_iter=20,
+                learning_rate=0.3,
+                engine=engine,
+                parameterization=parameterization,
+                random_state=0,
+            ).fit(x, y),
+            x,
+            y,
+        )
+        for engine in ("function", "parameter")
+    ]
+    for est, X_, Y_ in fitted:
+        H = est.hessian_operator(X_, Y_)
+        dense = H @ np.eye(H.shape[0])
+        assert_allclose(dense, dense.T, atol=1e-12)
+        assert_allclose(
+            np.linalg.eigvalsh(dense)[-1], est.sharpness_trace_[-1], rtol=1e-8
+        )
+    with pytest.raises(ValueError, match="outputs"):
+        mlp.hessian_operator(X, Y[:, :2])
