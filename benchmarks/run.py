@@ -5,6 +5,7 @@ Usage::
     python benchmarks/run.py            # full run (several minutes)
     python benchmarks/run.py --quick    # small sizes, about half a minute
     python benchmarks/run.py --only hvp sharpness
+    python benchmarks/run.py --only optimizers --merge  # keep the other rows
 
 Writes ``benchmarks/RESULTS.md`` (table, machine, versions) and
 ``benchmarks/results.json`` (every raw number).  Machines here are shared and
@@ -23,7 +24,7 @@ import sys
 import time
 import tracemalloc
 import warnings
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -77,6 +78,44 @@ FULL = {
         "mlp_n_samples": 300,
         "mlp_steps": (1_000, 10_000),
     },
+    "optimizers": {
+        "hidden": (32,),
+        "n_samples": 500,
+        "max_iter": 200,
+        "sharpness_tol": 1e-6,  # the estimators' default
+        # (learning_rate, lr_units) per optimizer: stable runs, loss down 14-48x
+        "learning_rates": {
+            "gd": (1.0, "initial_sharpness"),
+            "momentum": (1.0, "initial_sharpness"),
+            "nesterov": (1.0, "initial_sharpness"),
+            "rmsprop": (1e-3, "absolute"),
+            "adam": (1e-3, "absolute"),
+        },
+        "repeats": 5,
+        "kernel_calls": 50,
+        "per_product_target": 2.0,
+    },
+    "blas_threads": {
+        "hidden": (32,),
+        "n_samples": 500,
+        "max_iter": 150,
+        "repeats": 7,
+        "kernel_calls": 50,
+        "kernel_repeats": 9,
+        "large_hidden": (256, 256),
+        "large_n_samples": 1000,
+        "large_kernel_calls": 5,
+        "target": 1.1,
+    },
+    "uv_vs_mlp": {
+        "width": 64,
+        "n_samples": 50,
+        "n_features": 10,
+        "learning_rate": 0.5,  # in units of the initial sharpness
+        "max_iter": 200,
+        "repeats": 5,
+        "target": 2.0,
+    },
 }
 
 QUICK = {
@@ -101,6 +140,22 @@ QUICK = {
         "uv_n_steps": 1_000,
         "mlp_steps": (100, 1_000),
     },
+    "optimizers": {
+        **FULL["optimizers"],
+        "max_iter": 40,
+        "repeats": 1,
+        "kernel_calls": 10,
+    },
+    "blas_threads": {
+        **FULL["blas_threads"],
+        "max_iter": 30,
+        "repeats": 3,
+        "kernel_calls": 10,
+        "kernel_repeats": 3,
+        "large_n_samples": 500,
+        "large_kernel_calls": 2,
+    },
+    "uv_vs_mlp": {**FULL["uv_vs_mlp"], "max_iter": 50, "repeats": 2},
 }
 
 
@@ -905,6 +960,436 @@ def bench_memory(cfg):
 
 
 # --------------------------------------------------------------------------
+# 6. Optimizers: what tracking the sharpness at every step costs
+# --------------------------------------------------------------------------
+def _digits_point(hidden, n_samples):
+    """An ``MLPModel`` on digits and its flat initial parameters (SP, tanh)."""
+    from sharpsk._mlp import MLPModel
+
+    X, Y, params, mults = _mlp_setup(hidden, n_samples)
+    model = MLPModel(X, Y, [p.shape for p in params], mults, "tanh")
+    return model, np.concatenate([p.ravel() for p in params])
+
+
+def _net_name(hidden):
+    return "64-" + "-".join(map(str, hidden)) + "-10"
+
+
+def _optimizer_figures(n, fitted, best):
+    """Per-step figures of one optimizer from its setup, plain and tracked fits."""
+    t0, t_plain, t_tracked = (best[k] for k in ("setup", "plain", "tracked"))
+    h0, h_plain, h_tracked = (
+        int(fitted[k].hvp_trace_.sum()) for k in ("setup", "plain", "tracked")
+    )
+    last = int(fitted["plain"].hvp_trace_[-1])
+    # The same first record in both runs: the difference is records 1..n of
+    # the tracked run minus the last record of the plain one.
+    per_product = float("nan")  # (no extra product: only in toy configurations)
+    if h_tracked > h_plain:
+        per_product = (t_tracked - t_plain) / (h_tracked - h_plain)
+    plain_step = (t_plain - t0 - per_product * last) / n
+    tracked_step = (t_tracked - t0) / n
+    tracked = fitted["tracked"]
+    return {
+        "min_seconds": {"setup": t0, "plain": t_plain, "tracked": t_tracked},
+        "hvp_setup": h0,
+        "hvp_plain": h_plain,
+        "hvp_tracked": h_tracked,
+        "hvp_plain_last_record": last,
+        "products_per_record": (h_tracked - h0) / n,
+        "seconds_per_product": per_product,
+        "plain_step_seconds": plain_step,
+        "tracked_step_seconds": tracked_step,
+        "tracking_over_plain_step": tracked_step / plain_step - 1.0,
+        "product_over_plain_step": per_product / plain_step,
+        "adaptive": tracked.preconditioned_sharpness_trace_ is not None,
+        "diverged": bool(tracked.diverged_),
+        "loss_first_last": [
+            float(tracked.loss_curve_[0]),
+            float(tracked.loss_curve_[-1]),
+        ],
+    }
+
+
+def bench_optimizers(cfg):
+    """Per optimizer: a step with the sharpness tracked every step vs a plain step.
+
+    There is no switch to turn the tracking off, so the *plain* run records
+    only its first and last step (``record_every=max_iter``) and the
+    *tracked* one every step.  Both pay the same set-up (validation,
+    initialization, a cold first measurement), timed alone with
+    ``max_iter=0`` and subtracted; the plain run's last measurement (a warm
+    start from step 0, far away) is subtracted at the measured cost of a
+    tracking product.  Every fit of every optimizer and two kernels (a bare
+    GD step, one HVP) are interleaved in the same rounds, so that a slow
+    phase of the machine hits them all.
+    """
+    from sharpsk import MLPRegressor
+    from sharpsk._engine import limit_blas_threads
+    from sharpsk._optimizers import make_optimizer
+    from sharpsk.datasets import load_digits_onehot
+
+    X, Y = load_digits_onehot(n_samples=cfg["n_samples"], random_state=0)
+    net, n = _net_name(cfg["hidden"]), cfg["max_iter"]
+    fitted = {}
+
+    def fitter(name, kind, max_iter, record_every):
+        lr, units = cfg["learning_rates"][name]
+        est = MLPRegressor(
+            cfg["hidden"],
+            optimizer=name,
+            learning_rate=lr,
+            lr_units=units,
+            max_iter=max_iter,
+            record_every=record_every,
+            sharpness_tol=cfg["sharpness_tol"],
+            random_state=0,
+        )
+
+        def fit():
+            fitted[name, kind] = est.fit(X, Y)
+
+        return fit
+
+    funcs = {}
+    for name in cfg["learning_rates"]:
+        for kind, max_iter, every in (
+            ("setup", 0, 1),
+            ("plain", n, n),
+            ("tracked", n, 1),
+        ):
+            funcs[f"{name} {kind}"] = fitter(name, kind, max_iter, every)
+
+    # Kernels at the initial point, with one BLAS thread as the fits: the
+    # engine's GD step (one forward pass, one backward pass, the update) and
+    # one Hessian-vector product.
+    model, theta = _digits_point(cfg["hidden"], cfg["n_samples"])
+    point = model.point(theta)
+    vec = np.random.default_rng(1).standard_normal(theta.size)
+    point.hvp(vec)  # the backward pass and curvature terms, as in a record
+    gd, k = make_optimizer("gd"), cfg["kernel_calls"]
+
+    def bare_step():
+        with limit_blas_threads(1):
+            for _ in range(k):
+                gd.update(theta, model.point(theta).gradient(), 1e-3, {})
+
+    def bare_hvp():
+        with limit_blas_threads(1):
+            for _ in range(k):
+                point.hvp(vec)
+
+    funcs.update({"kernel step": bare_step, "kernel hvp": bare_hvp})
+    best, samples = interleaved_min(funcs, cfg["repeats"])
+    t_step, t_hvp = best["kernel step"] / k, best["kernel hvp"] / k
+
+    target = cfg["per_product_target"]
+    rows, by_opt = [], {}
+    for name in cfg["learning_rates"]:
+        kinds = ("setup", "plain", "tracked")
+        d = by_opt[name] = _optimizer_figures(
+            n,
+            {kind: fitted[name, kind] for kind in kinds},
+            {kind: best[f"{name} {kind}"] for kind in kinds},
+        )
+        kind = "Hessian + P^-1 H" if d["adaptive"] else "Hessian"
+        l0, l1 = d["loss_first_last"]
+        rows.append(
+            row(
+                f"Optimizer {name}: step with sharpness tracked every step "
+                f"({net}, {cfg['n_samples']} digits, {n} steps)",
+                _fmt_time(d["tracked_step_seconds"]),
+                _fmt_time(d["plain_step_seconds"]) + " (plain step)",
+                f"{d['tracking_over_plain_step']:+.2f} steps "
+                f"({d['product_over_plain_step']:.2f} per product)",
+                f"<= {target:g} steps per product",
+                bool(d["product_over_plain_step"] <= target),
+                f"{d['products_per_record']:.2f} products per record ({kind}, "
+                f"tol {cfg['sharpness_tol']:g}); a tracking product costs "
+                f"{_fmt_time(d['seconds_per_product'])}; loss {l0:.3g} -> "
+                f"{l1:.3g}" + ("; DIVERGED" if d["diverged"] else ""),
+            )
+        )
+    rows.append(
+        row(
+            f"Optimizers: bare HVP / bare GD step ({net}, {cfg['n_samples']} digits)",
+            _fmt_time(t_hvp),
+            _fmt_time(t_step),
+            f"{t_hvp / t_step:.2f}x",
+            "report",
+            None,
+            "kernels at the initial point, 1 BLAS thread: what a tracking "
+            "product costs above this is the eigensolver's bookkeeping",
+        )
+    )
+    details = {
+        "config": cfg,
+        "seconds": samples,
+        "bare_step_seconds": t_step,
+        "bare_hvp_seconds": t_hvp,
+        "by_optimizer": by_opt,
+    }
+    return rows, details
+
+
+# --------------------------------------------------------------------------
+# 7. BLAS threads: the default blas_threads=1 vs no limit
+# --------------------------------------------------------------------------
+def _blas_thread_count():
+    from threadpoolctl import threadpool_info
+
+    counts = [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"]
+    return max(counts) if counts else None
+
+
+def _hvp_threads(hidden, n_samples, calls, repeats):
+    """Seconds per HVP under ``threadpool_limits(1)`` and unlimited, alternated.
+
+    Each sample is ``calls`` products timed inside the limit (entering it is
+    not timed), after one untimed product that lets the other setting's
+    threads settle.
+    """
+    model, theta = _digits_point(hidden, n_samples)
+    point = model.point(theta)
+    vec = np.random.default_rng(1).standard_normal(theta.size)
+    point.hvp(vec)
+    names = ["1 thread", "unlimited"]
+    samples = {name: [] for name in names}
+    for r in range(repeats):
+        for name in names[r % 2 :] + names[: r % 2]:
+            gc.collect()
+            with blas_threads(1) if name == "1 thread" else nullcontext():
+                point.hvp(vec)
+                start = time.perf_counter()
+                for _ in range(calls):
+                    point.hvp(vec)
+                samples[name].append((time.perf_counter() - start) / calls)
+    return samples
+
+
+def bench_blas_threads(cfg):
+    """A digits fit and the HVP kernel with one BLAS thread vs no limit."""
+    from sharpsk import MLPRegressor
+    from sharpsk.datasets import load_digits_onehot
+
+    X, Y = load_digits_onehot(n_samples=cfg["n_samples"], random_state=0)
+    net = _net_name(cfg["hidden"])
+    n_threads = _blas_thread_count()
+    target = cfg["target"]
+
+    def fit(threads):
+        MLPRegressor(
+            cfg["hidden"],
+            learning_rate=1.0,
+            lr_units="initial_sharpness",
+            max_iter=cfg["max_iter"],
+            random_state=0,
+            blas_threads=threads,
+        ).fit(X, Y)
+
+    _, fit_samples = interleaved_min(
+        {"blas_threads=1": lambda: fit(1), "blas_threads=None": lambda: fit(None)},
+        cfg["repeats"],
+    )
+    small = _hvp_threads(
+        cfg["hidden"], cfg["n_samples"], cfg["kernel_calls"], cfg["kernel_repeats"]
+    )
+    large = _hvp_threads(
+        cfg["large_hidden"],
+        cfg["large_n_samples"],
+        cfg["large_kernel_calls"],
+        cfg["kernel_repeats"],
+    )
+    load = os.getloadavg()[0]
+
+    def summary(samples, one, unlimited):
+        a, b = np.asarray(samples[one]), np.asarray(samples[unlimited])
+        return {
+            "min_one": float(a.min()),
+            "min_unlimited": float(b.min()),
+            "median_one": float(np.median(a)),
+            "median_unlimited": float(np.median(b)),
+            "ratio_min": float(a.min() / b.min()),
+            "ratio_median": float(np.median(a) / np.median(b)),
+        }
+
+    s_fit = summary(fit_samples, "blas_threads=1", "blas_threads=None")
+    s_small = summary(small, "1 thread", "unlimited")
+    s_large = summary(large, "1 thread", "unlimited")
+
+    def ratio(s):
+        return f"{s['ratio_min']:.2f}x (median {s['ratio_median']:.2f}x)"
+
+    fit_tag = f"{net}, {cfg['n_samples']} digits, {cfg['max_iter']} steps"
+    rows = [
+        row(
+            f"BLAS threads: fit, blas_threads=1 (default) vs None ({fit_tag})",
+            _fmt_time(s_fit["min_one"]),
+            _fmt_time(s_fit["min_unlimited"]) + f" (no limit: {n_threads} threads)",
+            ratio(s_fit),
+            f"<= {target:g}x",
+            s_fit["ratio_min"] <= target,
+            f"{cfg['repeats']} fits each, alternated; medians "
+            f"{_fmt_time(s_fit['median_one'])} vs "
+            f"{_fmt_time(s_fit['median_unlimited'])}, slowest unlimited fit "
+            f"{_fmt_time(max(fit_samples['blas_threads=None']))}; "
+            f"load average {load:.2f}",
+        ),
+        row(
+            f"BLAS threads: HVP kernel, 1 thread vs unlimited "
+            f"({net}, {cfg['n_samples']} digits)",
+            _fmt_time(s_small["min_one"]),
+            _fmt_time(s_small["min_unlimited"]) + f" ({n_threads} threads)",
+            ratio(s_small),
+            f"<= {target:g}x",
+            s_small["ratio_min"] <= target,
+            f"MLPModel point.hvp, {cfg['kernel_calls']} products per sample, "
+            f"{cfg['kernel_repeats']} samples each, alternated",
+        ),
+        row(
+            f"BLAS threads: HVP kernel, 1 thread vs unlimited "
+            f"({_net_name(cfg['large_hidden'])}, {cfg['large_n_samples']} digits)",
+            _fmt_time(s_large["min_one"]),
+            _fmt_time(s_large["min_unlimited"]) + f" ({n_threads} threads)",
+            ratio(s_large),
+            "report",
+            None,
+            "a large net, where threads pay: pass blas_threads=None (or n) there",
+        ),
+    ]
+    details = {
+        "config": cfg,
+        "blas_threads_unlimited": n_threads,
+        "load_average": load,
+        "fit_seconds": fit_samples,
+        "hvp_seconds": small,
+        "hvp_large_seconds": large,
+        "fit": s_fit,
+        "hvp": s_small,
+        "hvp_large": s_large,
+    }
+    return rows, details
+
+
+# --------------------------------------------------------------------------
+# 8. UVRegressor (parameter engine) vs the same network as an MLPRegressor
+# --------------------------------------------------------------------------
+def bench_uv_vs_mlp(cfg):
+    """UV model on several examples vs MLPRegressor((width,), identity, no bias).
+
+    Both in the NTK parameterization with the same seed: the same initial
+    weights, the same network and the same gradient-descent run (checked).
+    """
+    from sharpsk import MLPRegressor, UVRegressor
+    from sharpsk.datasets import make_teacher_student
+
+    X, y = make_teacher_student(
+        cfg["n_samples"],
+        cfg["n_features"],
+        hidden_layer_sizes=(),
+        activation="identity",
+        random_state=0,
+    )
+    common = {
+        "learning_rate": cfg["learning_rate"],
+        "lr_units": "initial_sharpness",
+        "max_iter": cfg["max_iter"],
+        "parameterization": "ntk",
+        "random_state": 0,
+    }
+    fitted = {}
+
+    def uv():
+        fitted["uv"] = UVRegressor(cfg["width"], engine="parameter", **common).fit(X, y)
+
+    def mlp(ntk):
+        fitted[ntk] = MLPRegressor(
+            (cfg["width"],),
+            activation="identity",
+            fit_intercept=False,
+            compute_ntk=ntk,
+            **common,
+        ).fit(X, y)
+
+    best, samples = interleaved_min(
+        {
+            "UVRegressor": uv,
+            "MLPRegressor compute_ntk=True": lambda: mlp(True),
+            "MLPRegressor": lambda: mlp(False),
+        },
+        cfg["repeats"],
+    )
+    a, b = fitted["uv"], fitted[True]
+
+    def rel(u, v):
+        return float(np.max(np.abs(u - v)) / np.max(np.abs(v)))
+
+    diffs = {
+        "sharpness": rel(a.sharpness_trace_, b.sharpness_trace_),
+        "ntk": rel(a.ntk_trace_, b.ntk_trace_),
+        "loss": rel(a.loss_curve_, b.loss_curve_),
+        "predictions": rel(a.predict(X), b.predict(X)),
+    }
+    # (the flat parameter vectors are ordered differently, so the random
+    # start of the first, cold, measurement differs: HVP counts may too)
+    hvps = {"uv": int(a.hvp_trace_.sum()), "mlp": int(b.hvp_trace_.sum())}
+    agree = bool(max(diffs.values()) <= 1e-10)
+    t_uv = best["UVRegressor"]
+    t_ntk, t_mlp = best["MLPRegressor compute_ntk=True"], best["MLPRegressor"]
+    target = cfg["target"]
+    tag = (
+        f"width {cfg['width']}, {cfg['n_samples']} examples x "
+        f"{cfg['n_features']} features, {cfg['max_iter']} steps"
+    )
+    per_record = float(np.mean(a.hvp_trace_[1:])) if a.hvp_trace_.size > 1 else 0.0
+    rows = [
+        row(
+            f"UV vs MLP, same traces: UVRegressor vs MLPRegressor "
+            f"compute_ntk=True ({tag})",
+            _fmt_time(t_uv),
+            _fmt_time(t_ntk) + " (MLP)",
+            f"{t_uv / t_ntk:.2f}x",
+            f"<= {target:g}x",
+            t_uv / t_ntk <= target,
+            f"engine='parameter', sharpness and NTK every step; "
+            f"{per_record:.2f} Hessian products per record",
+        ),
+        row(
+            f"UV vs MLP, defaults: UVRegressor vs MLPRegressor ({tag})",
+            _fmt_time(t_uv),
+            _fmt_time(t_mlp) + " (MLP)",
+            f"{t_uv / t_mlp:.2f}x",
+            f"<= {target:g}x",
+            t_uv / t_mlp <= target,
+            "the UV fit also tracks the NTK (MLPRegressor's default does not)",
+        ),
+        row(
+            f"UV vs MLP agreement ({tag})",
+            f"{max(diffs.values()):.1e}",
+            "rtol 1e-10",
+            "-",
+            "agree",
+            agree,
+            "max relative difference of the sharpness, NTK and loss traces and "
+            f"predictions; Hessian products {hvps['uv']} (UV), {hvps['mlp']} (MLP)",
+        ),
+    ]
+    details = {
+        "config": cfg,
+        "seconds": samples,
+        "min_seconds": best,
+        "ratio_uv_over_mlp_ntk": t_uv / t_ntk,
+        "ratio_uv_over_mlp": t_uv / t_mlp,
+        "max_rel_diff": diffs,
+        "hvp_total": hvps,
+        "agree": agree,
+        "engine": a.engine_,
+        "hvp_per_record": per_record,
+    }
+    return rows, details
+
+
+# --------------------------------------------------------------------------
 # Machine, versions, report
 # --------------------------------------------------------------------------
 def machine_info():
@@ -925,6 +1410,7 @@ def machine_info():
         "platform": platform.platform(),
         "python": platform.python_version(),
         "executable": sys.executable,
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
     }
     try:
         import psutil
@@ -978,13 +1464,16 @@ def machine_info():
             versions[name] = "not installed"
     info["versions"] = versions
     try:
+        git = {"cwd": HERE, "capture_output": True, "text": True, "timeout": 10}
         info["git_commit"] = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            cwd=HERE,
-            capture_output=True,
-            text=True,
-            timeout=10,
+            ["git", "rev-parse", "--short", "HEAD"], **git
         ).stdout.strip()
+        # uncommitted changes to the library: the figures are of the work tree
+        info["git_dirty"] = bool(
+            subprocess.run(
+                ["git", "status", "--porcelain", "--", "../sharpsk"], **git
+            ).stdout.strip()
+        )
     except (OSError, subprocess.SubprocessError):  # pragma: no cover
         info["git_commit"] = "?"
     return info
@@ -996,6 +1485,9 @@ BENCHMARKS = {
     "sharpness": bench_sharpness,
     "parallel": bench_parallel,
     "memory": bench_memory,
+    "optimizers": bench_optimizers,
+    "blas_threads": bench_blas_threads,
+    "uv_vs_mlp": bench_uv_vs_mlp,
 }
 
 
@@ -1049,9 +1541,11 @@ def render_markdown(report):
         + "; at end: "
         + ", ".join(f"{x:.2f}" for x in report["load_average_end"]),
         f"- Thread pools (threadpoolctl): {blas}",
-        f"- Platform: {m['platform']}, Python {m['python']}, commit {m['git_commit']}",
+        f"- Platform: {m['platform']}, Python {m['python']}, commit {m['git_commit']}"
+        + (" with uncommitted changes to sharpsk/" if m.get("git_dirty") else ""),
         "- Versions: " + ", ".join(f"{k} {v}" for k, v in m["versions"].items()),
         f"- Wall time of the whole run: {report['wall_seconds']:.0f} s",
+        *_kept_lines(report.get("kept"), m["versions"]),
         "",
         "Raw numbers: [results.json](results.json).",
         "",
@@ -1059,7 +1553,31 @@ def render_markdown(report):
     return "\n".join(lines)
 
 
-def run(names=None, *, quick=False, configs=None, out_dir=None, echo=print):
+def _kept_lines(kept, versions):
+    """Machine-section lines naming the rows kept from an earlier run."""
+    if not kept:
+        return []
+    by_run = {}
+    for name, info in kept.items():
+        commit = info["git_commit"] + (" with changes" if info.get("git_dirty") else "")
+        by_run.setdefault((commit, info["date"]), []).append(name)
+    lines = []
+    for (commit, date), names in by_run.items():
+        old = kept[names[0]].get("versions") or {}
+        diff = [f"{k} {v}" for k, v in old.items() if versions.get(k) != v]
+        lines.append(
+            "- Rows of "
+            + ", ".join(f"`{n}`" for n in names)
+            + f" kept from an earlier run (commit {commit}, {date}; `--merge`)"
+            + (f", with {', '.join(diff)}" if diff else "")
+            + ": the commit, versions, load and wall time above are this run's"
+        )
+    return lines
+
+
+def run(
+    names=None, *, quick=False, configs=None, out_dir=None, echo=print, merge=False
+):
     """Run benchmarks in this process and write RESULTS.md and results.json.
 
     Parameters
@@ -1074,11 +1592,16 @@ def run(names=None, *, quick=False, configs=None, out_dir=None, echo=print):
         Where to write the files (None: this folder); False: do not write.
     echo : callable, default=print
         Progress output.
+    merge : bool, default=False
+        Keep the rows and details of the benchmarks not run now from the
+        ``results.json`` already in ``out_dir`` (same ``quick`` mode), listed
+        in ``report["kept"]`` with the commit and date of their run.
 
     Returns
     -------
     report : dict
-        ``rows``, ``details``, ``machine``, ``wall_seconds``, ``markdown``.
+        ``rows`` (each tagged with its ``bench``), ``details``, ``machine``,
+        ``wall_seconds``, ``markdown`` (and ``kept`` when merged).
     """
     base = QUICK if quick else FULL
     names = list(BENCHMARKS) if names is None else list(names)
@@ -1096,6 +1619,7 @@ def run(names=None, *, quick=False, configs=None, out_dir=None, echo=print):
         echo(f"[benchmarks] {name} done in {d['wall_seconds']:.1f} s")
         for line in r:
             echo(f"    {line['benchmark']}: {line['ratio']} (target {line['target']})")
+            line["bench"] = name
         rows += r
         details[name] = d
     report = {
@@ -1106,14 +1630,50 @@ def run(names=None, *, quick=False, configs=None, out_dir=None, echo=print):
         "load_average_end": list(os.getloadavg()),
         "wall_seconds": time.perf_counter() - start,
     }
+    out = None if out_dir is False else Path(out_dir or HERE)
+    if merge and out is not None and (out / "results.json").exists():
+        _merge_previous(report, json.loads((out / "results.json").read_text()))
     report["markdown"] = render_markdown(report)
-    if out_dir is not False:
-        out = Path(out_dir) if out_dir is not None else HERE
+    if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         (out / "RESULTS.md").write_text(report["markdown"])
         raw = {k: v for k, v in report.items() if k != "markdown"}
         (out / "results.json").write_text(json.dumps(raw, indent=1, default=_json))
     return report
+
+
+def _merge_previous(report, old):
+    """Add the rows and details of ``old`` for the benchmarks not in ``report``."""
+    if old.get("quick") != report["quick"]:
+        return
+    ran = set(report["details"])
+    kept = [n for n in BENCHMARKS if n not in ran and n in old["details"]]
+    if not kept:
+        return
+    rows, details = [], {}
+    for name in BENCHMARKS:
+        if name in ran:
+            rows += [r for r in report["rows"] if r["bench"] == name]
+            details[name] = report["details"][name]
+        elif name in kept:
+            rows += [r for r in old["rows"] if r.get("bench") == name]
+            details[name] = old["details"][name]
+    m = old.get("machine", {})
+    report["rows"], report["details"] = rows, details
+    report["kept"] = {
+        name: {
+            "git_commit": m.get("git_commit", "?"),
+            "git_dirty": m.get("git_dirty", False),
+            "date": m.get("date", "?"),
+            "versions": m.get("versions", {}),
+            "load_average": m.get("load_average"),
+            "wall_seconds": old["details"][name].get("wall_seconds"),
+        }
+        for name in kept
+    }
+    for name, info in old.get("kept", {}).items():  # kept twice: keep the origin
+        if name in report["kept"]:
+            report["kept"][name] = info
 
 
 def _json(obj):
@@ -1131,8 +1691,13 @@ def main(argv=None):
         "--only", nargs="+", choices=list(BENCHMARKS), help="run only these"
     )
     parser.add_argument("--out", default=None, help="output folder (default: here)")
+    parser.add_argument(
+        "--merge",
+        action="store_true",
+        help="keep the other benchmarks' rows from the results.json in --out",
+    )
     args = parser.parse_args(argv)
-    report = run(args.only, quick=args.quick, out_dir=args.out)
+    report = run(args.only, quick=args.quick, out_dir=args.out, merge=args.merge)
     print(f"[benchmarks] total {report['wall_seconds']:.0f} s; wrote RESULTS.md")
     return 0
 

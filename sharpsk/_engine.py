@@ -122,6 +122,17 @@ class LinearWarmup:
         self.peak, self.n_steps, self.start = float(peak), n_steps, float(start)
 
     def __call__(self, step):
+        """The learning rate of step ``step`` (0, 1, ...).
+
+        Parameters
+        ----------
+        step : int
+            Gradient-descent step.
+
+        Returns
+        -------
+        learning_rate : float
+        """
         frac = min(step, self.n_steps) / self.n_steps
         return self.start + (self.peak - self.start) * frac
 

@@ -508,7 +508,7 @@ default=None
         if self.param_name == "lr_units":
             raise ValueError(
                 "param_name='lr_units' cannot be scanned: the scan owns the "
-                "learning-rate units (set them with normalize)."
+                "learning-rate units (set them with lr_units)."
             )
         values = list(self.param_values)
         if not values:

@@ -65,17 +65,6 @@ def uv_hvp(U, v, X, r, A, s, dU, dv):
     )
 
 
-def uv_ntk_top(v, X, A, s):
-    """Top eigenvalue of the empirical NTK Gram matrix divided by ``N``.
-
-    ``K = s^2 (|v|^2 X X^T + A A^T) = B B^T`` with ``B = s [|v| X, A]``, so its
-    top eigenvalue is the squared top singular value of ``B``.  For one example
-    this is the NTK ``lambda`` of the function-space map.
-    """
-    B = s * np.hstack([np.linalg.norm(v) * X, A])
-    return np.linalg.norm(B, 2) ** 2 / X.shape[0]
-
-
 def uv_function_state(U, v, x, y, s):
     """Function-space state ``(delta_f, ntk, kappa)`` of one example."""
     a = U @ x
@@ -412,6 +401,13 @@ class UVRegressor(HessianMixin, RegressorMixin, BaseEstimator):
         for all its learning rates at once (bit-identical to one fit per
         rate).
 
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Training inputs of the scan.
+        y : array-like of shape (n_samples,)
+            Targets.
+
         Returns
         -------
         engine : BatchedEngine or None
@@ -447,6 +443,8 @@ class UVRegressor(HessianMixin, RegressorMixin, BaseEstimator):
         Returns
         -------
         exponent : float
+            The mean log growth per step of the tangent vector (NaN when not
+            available).
         """
         check_is_fitted(self)
         if self.engine_ != "function" or self.diverged_:
@@ -564,21 +562,13 @@ class UVRegressor(HessianMixin, RegressorMixin, BaseEstimator):
         x, y0 = X[0], y[0]
         if state is None:
             df0, ntk0, kappa = uv_function_state(U, v, x, y0, s)
-            eta = resolve_learning_rate(
-                learning_rate,
-                lr_units,
-                initial_sharpness=uv_sharpness(df0, ntk0, kappa, y0),
-            )
-            t0, bound, a0, v0 = 0, None, U @ x, v
-        else:
-            df0, ntk0, kappa, eta = (
-                state["df"],
-                state["ntk"],
-                state["kappa"],
-                state["eta"],
-            )
-            t0, bound = state["step"], state["bound"]
-            a0, v0 = U @ x, v
+            lam0 = uv_sharpness(df0, ntk0, kappa, y0)
+            t0, bound = 0, None
+        else:  # continue the run, with this fit's learning rate
+            df0, ntk0, kappa = state["df"], state["ntk"], state["kappa"]
+            lam0, t0, bound = state["initial_sharpness"], state["step"], state["bound"]
+        eta = resolve_learning_rate(learning_rate, lr_units, initial_sharpness=lam0)
+        a0, v0 = U @ x, v
         n_steps = t0 + self.max_iter
         sim = uv_simulate(
             df0,
@@ -644,7 +634,7 @@ class UVRegressor(HessianMixin, RegressorMixin, BaseEstimator):
                 "df": float(final_df),
                 "ntk": float(final_ntk),
                 "kappa": kappa,
-                "eta": eta,
+                "initial_sharpness": lam0,
                 "bound": sim["bound"],
             },
         }

@@ -230,7 +230,8 @@ def _step_size(estimator):
     MLP's ``lr_units``), else ``learning_rate``.
     """
     eta = getattr(estimator, "learning_rate_", None)
-    return float(estimator.learning_rate if eta is None else eta)
+    eta = estimator.learning_rate if eta is None else eta
+    return np.asarray(eta, dtype=float)  # one per record for a schedule
 
 
 def _trace_frames(data, func, x, y, ntk, loss):
@@ -275,7 +276,7 @@ def _edge_line(part, learning_rate, func):
     if learning_rate is not None:
         return float(GD.stability_threshold(learning_rate))
     column = "stability_threshold"
-    if column in part and np.all(np.isfinite(part[column])):
+    if column in part and not np.any(np.isnan(part[column])):  # inf: eta = 0
         values = part[column].to_numpy(dtype=float)
     else:
         _require(part, ["learning_rate"], func, why="the stability threshold line")
@@ -546,8 +547,6 @@ def plot_bifurcation(
         multiplies it by the ``initial_sharpness`` column (``c = eta
         lambda_H0``); ``"critical"`` divides it by the
         ``critical_learning_rate`` column.
-    normalize : str or None, default="deprecated"
-        Deprecated alias of ``lr_units`` (removed in 0.3).
     hue : str, default=None
         Column of run labels to colour the dots with :data:`LABEL_COLORS`
         (for example ``"label"``); black dots by default.
@@ -566,6 +565,8 @@ def plot_bifurcation(
         are more than 5000 of them.
     ax : matplotlib Axes, default=None
         Axes to draw on; the current Axes by default.
+    normalize : str or None, default="deprecated"
+        Deprecated alias of ``lr_units`` (removed in 0.3).
     **kwargs
         Passed to :meth:`~matplotlib.axes.Axes.scatter` (default ``s=2``).
 
@@ -740,8 +741,6 @@ def plot_phase_diagram(
         multiplies it by the ``initial_sharpness`` column (``c = eta
         lambda_H0``); ``"critical"`` divides it by the
         ``critical_learning_rate`` column.
-    normalize : str or None, default="deprecated"
-        Deprecated alias of ``lr_units`` (removed in 0.3).
     palette : dict, default=None
         Colours overriding :data:`LABEL_COLORS` for some ``hue`` values.
     log_x, log_y : bool or "auto", default="auto"
@@ -750,6 +749,8 @@ def plot_phase_diagram(
         spacing.
     ax : matplotlib Axes, default=None
         Axes to draw on; the current Axes by default.
+    normalize : str or None, default="deprecated"
+        Deprecated alias of ``lr_units`` (removed in 0.3).
     **kwargs
         Passed to :meth:`~matplotlib.axes.Axes.pcolormesh`.
 
@@ -888,14 +889,14 @@ def plot_lyapunov(
         multiplies it by the ``initial_sharpness`` column (``c = eta
         lambda_H0``); ``"critical"`` divides it by the
         ``critical_learning_rate`` column.
-    normalize : str or None, default="deprecated"
-        Deprecated alias of ``lr_units`` (removed in 0.3).
     palette : dict, default=None
         Colours overriding :data:`LABEL_COLORS` for some ``hue`` values.
     show_line : bool, default=True
         Join the points (sorted by ``x``) with a thin grey line.
     ax : matplotlib Axes, default=None
         Axes to draw on; the current Axes by default.
+    normalize : str or None, default="deprecated"
+        Deprecated alias of ``lr_units`` (removed in 0.3).
     **kwargs
         Passed to :meth:`~matplotlib.axes.Axes.scatter` (default ``s=10``).
 
@@ -964,9 +965,15 @@ def _trajectory_arrays(trajectory, kappa, learning_rate):
                 f"{func}: trajectory was fitted on several examples; the "
                 "function-space picture needs a single-example fit."
             )
+        fitted_eta = np.unique(_step_size(trajectory))
+        if fitted_eta.size != 1:
+            raise ValueError(
+                f"{func}: trajectory's learning rate changes during the run; the "
+                "function-space picture needs a constant one."
+            )
         for name, mine, theirs in (
             ("kappa", kappa, fitted_kappa),
-            ("learning_rate", learning_rate, _step_size(trajectory)),
+            ("learning_rate", learning_rate, float(fitted_eta[0])),
         ):
             if not np.isclose(mine, theirs, rtol=1e-9, atol=0.0):
                 raise ValueError(

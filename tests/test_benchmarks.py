@@ -54,6 +54,31 @@ TINY = {
         "mlp_n_samples": 40,
         "mlp_steps": (5, 10),
     },
+    "optimizers": {
+        "hidden": (4,),
+        "n_samples": 40,
+        "max_iter": 4,
+        "repeats": 1,
+        "kernel_calls": 2,
+    },
+    "blas_threads": {
+        "hidden": (4,),
+        "n_samples": 40,
+        "max_iter": 4,
+        "repeats": 1,
+        "kernel_calls": 2,
+        "kernel_repeats": 1,
+        "large_hidden": (8,),
+        "large_n_samples": 40,
+        "large_kernel_calls": 1,
+    },
+    "uv_vs_mlp": {
+        "width": 8,
+        "n_samples": 5,
+        "n_features": 3,
+        "max_iter": 5,
+        "repeats": 1,
+    },
 }
 
 
@@ -70,7 +95,16 @@ def test_tiny_run_writes_the_table(bench, tmp_path):
     assert set(report["details"]) == set(bench.BENCHMARKS)
     text = (tmp_path / "RESULTS.md").read_text()
     assert "| benchmark | measured | reference | ratio | target | met? |" in text
-    for name in ("UV scan", "MLP HVP", "Sharpness", "Parallel MLP scan", "Memory"):
+    for name in (
+        "UV scan",
+        "MLP HVP",
+        "Sharpness",
+        "Parallel MLP scan",
+        "Memory",
+        "Optimizer adam",
+        "BLAS threads",
+        "UV vs MLP",
+    ):
         assert f"| {name}" in text
     for word in ("CPU:", "Load average", "Thread pools", "Versions:", "numpy"):
         assert word in text
@@ -85,6 +119,39 @@ def test_tiny_run_writes_the_table(bench, tmp_path):
         assert raw["details"]["hvp"]["agree_rtol_1e-10"] is True
     dense = raw["details"]["sharpness"]["dense_check"]
     assert dense["reference_vs_dense_max_rel_diff"] <= 1e-10
+    # the UV model and the identity MLP without biases are the same network
+    assert raw["details"]["uv_vs_mlp"]["agree"] is True
+    assert set(raw["details"]["optimizers"]["by_optimizer"]) == {
+        "gd",
+        "momentum",
+        "nesterov",
+        "rmsprop",
+        "adam",
+    }
+
+
+def test_merge_keeps_the_other_benchmarks(bench, tmp_path):
+    quiet = {"quick": True, "configs": TINY, "out_dir": tmp_path}
+    quiet["echo"] = lambda line: None
+    first = bench.run(["uv_vs_mlp"], **quiet)
+    second = bench.run(["blas_threads"], merge=True, **quiet)
+    assert list(second["details"]) == ["blas_threads", "uv_vs_mlp"]  # run order
+    assert set(second["kept"]) == {"uv_vs_mlp"}
+    n_rows = len(first["rows"]) + sum(
+        r["bench"] == "blas_threads" for r in second["rows"]
+    )
+    assert len(second["rows"]) == n_rows
+    raw = json.loads((tmp_path / "results.json").read_text())
+    assert [r["bench"] for r in raw["rows"]] == [r["bench"] for r in second["rows"]]
+    text = (tmp_path / "RESULTS.md").read_text()
+    assert "| UV vs MLP" in text and "| BLAS threads" in text
+    assert "Rows of `uv_vs_mlp` kept from an earlier run" in text
+    # without merge the file holds this run only
+    third = bench.run(["blas_threads"], **quiet)
+    assert (
+        "kept" not in third
+        and "| UV vs MLP" not in (tmp_path / "RESULTS.md").read_text()
+    )
 
 
 def test_bare_uv_loop_is_the_map(bench):

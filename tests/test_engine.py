@@ -423,3 +423,25 @@ def test_hessian_operator_is_the_tracked_hessian(parameterization):
         )
     with pytest.raises(ValueError, match="outputs"):
         mlp.hessian_operator(X, Y[:, :2])
+
+
+@pytest.mark.parametrize("lr_units", ["absolute", "initial_sharpness", "critical"])
+def test_uv_warm_start_uses_the_new_learning_rate(lr_units):
+    # Regression: the function engine kept the first fit's step size.
+    X, y = np.ones((1, 4)) / 2.0, np.array([1.0])
+    runs = {}
+    for engine in ("function", "parameter"):
+        est = UVRegressor(
+            8,
+            learning_rate=0.1,
+            lr_units=lr_units,
+            max_iter=2,
+            engine=engine,
+            warm_start=True,
+            random_state=0,
+        ).fit(X, y)
+        runs[engine] = est.set_params(learning_rate=0.3, max_iter=3).fit(X, y)
+    a, b = runs["function"], runs["parameter"]
+    assert_allclose(a.loss_curve_, b.loss_curve_, rtol=1e-9)
+    assert_allclose(a.learning_rate_, b.learning_rate_, rtol=1e-12)
+    assert a.learning_rate_[-1] == pytest.approx(3 * a.learning_rate_[0])

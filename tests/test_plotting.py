@@ -701,3 +701,27 @@ def test_plot_bad_input_names_the_culprit():
     empty = pd.DataFrame({"learning_rate": [], "label": []})
     with pytest.raises(ValueError, match="no rows"):
         plot_phase_diagram(empty)
+
+
+def test_plot_sharpness_of_a_schedule_and_a_warm_restart():
+    # Regression: learning_rate_ per record crashed plot_sharpness, and the
+    # infinite threshold of eta = 0 (a warm-up from 0) hid the edge line.
+    from sharpsk import LinearWarmup, MLPRegressor
+    from sharpsk.datasets import load_digits_onehot
+
+    X, Y = load_digits_onehot(n_samples=40, random_state=0)
+    warm = MLPRegressor(
+        (5,), max_iter=20, learning_rate=LinearWarmup(0.5, 10), random_state=0
+    ).fit(X, Y)
+    fig, ax = plt.subplots()
+    plot_sharpness(warm, ax=ax)
+    (edge,) = _by_gid(ax, "edge")
+    assert_allclose(edge.get_ydata(), warm.stability_threshold_)
+    assert np.isinf(edge.get_ydata()[0])
+    est = MLPRegressor((5,), max_iter=5, learning_rate=0.5, warm_start=True)
+    est.set_params(random_state=0).fit(X, Y)
+    est.set_params(learning_rate=0.25).fit(X, Y)
+    fig, ax = plt.subplots()
+    plot_sharpness(est, ax=ax)
+    (edge,) = _by_gid(ax, "edge")
+    assert_allclose(np.unique(edge.get_ydata()), [4.0, 8.0])

@@ -6,6 +6,7 @@ STORY = (
     "plot_route_to_chaos.py",
     "plot_phase_diagram.py",
     "plot_mlp_digits_eos.py",
+    "plot_optimizers_eos.py",
     "plot_dask_and_caching.py",
 )
 
