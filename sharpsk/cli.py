@@ -8,6 +8,7 @@ exit status 2; failures while running give a one-line error and status 1.
 
 import argparse
 import os
+import re
 import sys
 import time
 import warnings
@@ -34,7 +35,12 @@ LABELS = ("converge", "eos", "periodic", "chaotic", "diverge")
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse that reports bad arguments on one line, without usage text."""
+    """argparse that reports bad arguments on one line, without usage text,
+    and shows every option's default in ``--help``."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", argparse.ArgumentDefaultsHelpFormatter)
+        super().__init__(*args, **kwargs)
 
     def error(self, message):
         self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
@@ -111,20 +117,26 @@ def build_parser():
         "chaos to divergence; write the scan table (CSV) and figures (PNG) to "
         "--out and print a summary of the labels.",
     )
-    demo.add_argument("--out", default="sharpsk-demo", help="output directory")
+    demo.add_argument(
+        "--out", default="sharpsk-demo", help="output folder (its parent must exist)"
+    )
     demo.add_argument(
         "--n-rates",
         type=_positive_int,
         default=DEMO["n_rates"],
-        help="number of learning rates (default %(default)s)",
+        help="number of learning rates",
     )
     demo.add_argument(
         "--steps",
         type=_positive_int,
         default=DEMO["steps"],
-        help="gradient-descent steps per run (default %(default)s)",
+        help="gradient-descent steps per run",
     )
-    demo.add_argument("--no-progress", action="store_true", help="no progress line")
+    demo.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no progress line (there is none when stderr is not a terminal)",
+    )
 
     scan = sub.add_parser(
         "scan",
@@ -132,76 +144,143 @@ def build_parser():
         description="Fit one run per learning rate, label each run (converge, "
         "eos, periodic, chaotic, diverge) and write the table as CSV.",
     )
-    scan.add_argument("--model", choices=("uv", "mlp"), default="uv")
+    scan.add_argument(
+        "--model",
+        choices=("uv", "mlp"),
+        default="uv",
+        help="the two-layer linear UV model or a tanh/relu MLP",
+    )
     scan.add_argument(
         "--data",
-        choices=("example", "digits", "teacher"),
         default=None,
+        metavar="{example,digits,teacher,FILE}",
         help="training data: the single UV example (default for uv), a digits "
-        "subset with one-hot targets (default for mlp) or teacher-student data",
+        "subset with one-hot targets (default for mlp), teacher-student data, "
+        "or your own .csv (a header row; --target names the target columns) "
+        "or .npz file (arrays X and y)",
     )
-    scan.add_argument("--n-samples", type=_positive_int, default=200)
+    scan.add_argument(
+        "--target",
+        default=None,
+        help="target column(s) of a .csv --data, comma separated (default: the "
+        "last column)",
+    )
+    scan.add_argument(
+        "--n-samples",
+        type=_positive_int,
+        default=200,
+        help="samples of the digits or teacher data",
+    )
     scan.add_argument("--width", type=_positive_int, default=512, help="UV width")
     scan.add_argument(
         "--hidden",
         type=_int_tuple,
         default=(32,),
-        help="MLP hidden layer sizes, comma separated (default 32)",
+        help="MLP hidden layer sizes, comma separated",
     )
     scan.add_argument(
-        "--activation", choices=("tanh", "relu", "identity"), default="tanh"
+        "--activation",
+        choices=("tanh", "relu", "identity"),
+        default="tanh",
+        help="MLP hidden activation",
     )
-    scan.add_argument("--parameterization", choices=("sp", "ntk", "mup"), default=None)
+    scan.add_argument(
+        "--parameterization",
+        choices=("sp", "ntk", "mup"),
+        default=None,
+        help="width scaling of init, multipliers and learning rates (default ntk "
+        "for uv, sp for mlp)",
+    )
     scan.add_argument(
         "--init-scale",
         type=_positive_float,
         default=None,
-        help=f"init scale (default {DEMO['init_scale']} for uv, 1 for mlp)",
+        help=f"initialization scale (default {DEMO['init_scale']} for uv, 1 for mlp)",
     )
-    scan.add_argument("--lr-min", type=_positive_float, required=True)
-    scan.add_argument("--lr-max", type=_positive_float, required=True)
-    scan.add_argument("--n-rates", type=_positive_int, default=50)
-    scan.add_argument("--log", action="store_true", help="log-spaced rates")
+    scan.add_argument(
+        "--lr-min",
+        type=_positive_float,
+        required=True,
+        help="smallest learning rate, in --units",
+    )
+    scan.add_argument(
+        "--lr-max",
+        type=_positive_float,
+        required=True,
+        help="largest learning rate, in --units",
+    )
+    scan.add_argument(
+        "--n-rates", type=_positive_int, default=50, help="number of learning rates"
+    )
+    scan.add_argument(
+        "--log", action="store_true", help="log-spaced rates (default linear)"
+    )
     scan.add_argument(
         "--units",
         choices=("absolute", "initial_sharpness", "critical"),
         default="absolute",
         help="learning rates as eta, as c = eta * lambda_H0, or as eta / eta_c "
-        "(UV on one example)",
+        "(the UV model on one example)",
     )
     scan.add_argument(
         "--optimizer",
         choices=OPTIMIZERS,
         default="gd",
-        help="update rule; labels use its stability threshold (default gd)",
+        help="update rule; the labels use its stability threshold",
     )
     scan.add_argument(
         "--momentum",
         type=float,
         default=0.9,
-        help="beta of momentum and nesterov (default 0.9)",
+        help="beta of momentum and nesterov",
     )
-    scan.add_argument("--steps", type=_positive_int, default=1000)
+    scan.add_argument("--steps", type=_positive_int, default=1000, help="steps per run")
     scan.add_argument(
-        "--param-name", default=None, help="second scanned estimator parameter"
+        "--param-name",
+        default=None,
+        help="a second scanned estimator parameter (e.g. width, init_scale)",
     )
     scan.add_argument(
-        "--param-values", type=_values, default=None, help="its values, comma separated"
+        "--param-values",
+        type=_values,
+        default=None,
+        help="its values, comma separated",
     )
-    scan.add_argument("--n-jobs", type=int, default=1)
-    scan.add_argument("--cache", default=None, help="directory caching finished runs")
-    scan.add_argument("--random-state", type=int, default=0)
-    scan.add_argument("--out", default="scan.csv", help="CSV file to write")
-    scan.add_argument("--plot", default=None, help="PNG: phase or bifurcation plot")
-    scan.add_argument("--no-progress", action="store_true", help="no progress line")
+    scan.add_argument(
+        "--n-jobs",
+        type=int,
+        default=1,
+        help="parallel runs (-1: all cores; none start when all runs are cached)",
+    )
+    scan.add_argument(
+        "--cache",
+        default=None,
+        help="folder caching finished runs: a rerun computes only what is missing",
+    )
+    scan.add_argument(
+        "--random-state", type=int, default=0, help="seed of the initialization"
+    )
+    scan.add_argument(
+        "--out", default="scan.csv", help="CSV file to write (its folder must exist)"
+    )
+    scan.add_argument(
+        "--plot",
+        default=None,
+        help="PNG file: a phase diagram (with --param-name) or a bifurcation diagram",
+    )
+    scan.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no progress line (there is none when stderr is not a terminal)",
+    )
     return parser
 
 
 def _check_output(path, flag, directory=False):
     """Refuse an output the command could not write, before computing it.
 
-    ``path`` may not exist yet (its missing folders are created when
-    writing); its nearest existing ancestor must be a writable folder.
+    ``path`` may not exist yet, but its parent folder must (nothing is created
+    at a mistyped location) and be writable.
     """
     path = Path(path)
     if path.exists() and path.is_dir() != directory:
@@ -209,13 +288,18 @@ def _check_output(path, flag, directory=False):
         raise _Fail(
             f"{flag} {path} is {kind}; give a {'folder' if directory else 'file'}"
         )
-    parent = path if path.exists() else path.parent
-    while not parent.exists():
-        parent = parent.parent
+    parent = path.absolute().parent
     if not parent.is_dir():
-        raise _Fail(f"{flag} {path}: {parent} is a file, not a folder")
+        what = "is a file" if parent.exists() else "does not exist"
+        raise _Fail(f"{flag} {path}: the folder {parent} {what}")
     if not os.access(parent, os.W_OK | os.X_OK):
-        raise _Fail(f"{flag} {path}: {parent} is not writable")
+        raise _Fail(f"{flag} {path}: the folder {parent} is not writable")
+
+
+def _progress(args):
+    """A progress line only on a terminal: in a log, ``\\r`` updates would
+    pile up into one long line."""
+    return not args.no_progress and sys.stderr.isatty()
 
 
 def _uv_problem(n_features, width, init_scale, random_state=0, **params):
@@ -276,11 +360,11 @@ def run_demo(args):
         est,
         learning_rates=ratios,
         lr_units="critical",
-        progress=not args.no_progress,
+        progress=_progress(args),
     ).fit(X, y)
     frame = _table(scan)
     eta_c = frame["critical_learning_rate"].iloc[0]
-    out.mkdir(parents=True, exist_ok=True)  # only once there is something to write
+    out.mkdir(exist_ok=True)  # only once there is something to write
     frame.to_csv(out / "scan.csv", index=False)
     tails = pd.DataFrame(scan.trace_tails_)
     tails.to_csv(out / "trace_tails.csv", index=False)
@@ -355,19 +439,60 @@ def _scan_problem(args):
         )
         if data == "example":
             raise _Fail("--data example is the UV problem; use digits or teacher")
+    X, y = _load_data(data, args)
+    if args.model == "uv" and np.ndim(y) > 1 and np.shape(y)[1] > 1:
+        raise _Fail(
+            f"--model uv has one output, but --data {data} has {np.shape(y)[1]} "
+            "target columns: use --model mlp (or --target to pick one column "
+            "of a .csv)"
+        )
+    if np.ndim(y) > 1 and np.shape(y)[1] == 1:
+        y = y[:, 0]  # one target column: a 1-D y, as the estimators expect
+    return est, X, y
+
+
+def _load_data(data, args):
+    """``(X, y)`` of ``--data``: a built-in set, or a .csv / .npz file."""
     from . import datasets
 
     if data == "digits":
-        X, y = datasets.load_digits_onehot(
+        return datasets.load_digits_onehot(
             n_samples=args.n_samples, random_state=args.random_state
         )
-    else:
-        X, y = datasets.make_teacher_student(
+    if data == "teacher":
+        return datasets.make_teacher_student(
             n_samples=args.n_samples, random_state=args.random_state
         )
-    if args.model == "uv" and np.ndim(y) > 1:
-        y = y[:, 0]
-    return est, X, y
+    path = Path(data)
+    if path.suffix not in (".csv", ".npz"):
+        raise _Fail(f"--data {data}: not example, digits, teacher or a .csv/.npz file")
+    if not path.is_file():
+        raise _Fail(f"--data {data}: no such file")
+    if path.suffix == ".npz":
+        with np.load(path) as arrays:
+            missing = [k for k in ("X", "y") if k not in arrays]
+            if missing:
+                raise _Fail(
+                    f"--data {data}: the .npz file holds {sorted(arrays)}, "
+                    f"not {missing}"
+                )
+            return np.asarray(arrays["X"], float), np.asarray(arrays["y"], float)
+    import pandas as pd
+
+    frame = pd.read_csv(path)
+    target = [frame.columns[-1]] if args.target is None else args.target.split(",")
+    missing = [t for t in target if t not in frame.columns]
+    if missing:
+        raise _Fail(
+            f"--target {missing[0]!r} is not a column of {data} "
+            f"(columns: {list(frame.columns)})"
+        )
+    try:
+        X = frame.drop(columns=target).to_numpy(dtype=float)
+        y = frame[target].to_numpy(dtype=float)
+    except ValueError as exc:
+        raise _Fail(f"--data {data}: not all columns are numbers ({exc})") from None
+    return X, y
 
 
 def run_scan(args):
@@ -395,11 +520,10 @@ def run_scan(args):
         param_values=args.param_values,
         n_jobs=args.n_jobs,
         memory=args.cache,
-        progress=not args.no_progress,
+        progress=_progress(args),
     ).fit(X, y)
     frame = _table(scan)
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     frame.to_csv(out, index=False)
     x = {"critical": "eta_over_eta_c", "initial_sharpness": "c"}.get(
         args.units, "learning_rate"
@@ -434,9 +558,40 @@ def _scan_plot(scan, frame, args):
     else:
         plotting.plot_bifurcation(scan, lr_units=args.units, ax=ax)
     fig.tight_layout()
-    Path(args.plot).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(args.plot, dpi=120)
     plt.close(fig)
+
+
+# The library's parameter names and the flags that set them.
+_FLAGS = {
+    "lr_units": "--units",
+    "learning_rates": "--lr-min/--lr-max",
+    "width": "--width",
+    "hidden_layer_sizes": "--hidden",
+    "init_scale": "--init-scale",
+    "parameterization": "--parameterization",
+    "optimizer": "--optimizer",
+    "momentum": "--momentum",
+    "param_name": "--param-name",
+    "param_values": "--param-values",
+    "max_iter": "--steps",
+    "n_jobs": "--n-jobs",
+    "memory": "--cache",
+}
+_PARAMETER = re.compile(
+    r"\b(" + "|".join(_FLAGS) + r")(?:=(['\"]?)([^'\",;:)\s]*)\2|\b)"
+)
+
+
+def _as_flags(message):
+    """A library message in the command's words: ``--units critical`` for
+    ``lr_units='critical'``."""
+
+    def flag(match):
+        name, value = match.group(1), match.group(3)
+        return _FLAGS[name] + ("" if value is None else f" {value}")
+
+    return _PARAMETER.sub(flag, message)
 
 
 def main(argv=None):
@@ -455,6 +610,7 @@ def main(argv=None):
         return 130
     except (_Fail, ValueError, TypeError, OSError, MemoryError) as exc:
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
+        message = _as_flags(message)
         print(f"sharpsk {args.command}: error: {message}", file=sys.stderr)
         return 1
 

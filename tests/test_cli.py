@@ -4,10 +4,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
 import sharpsk
+from sharpsk.cli import main
 
 SHARPSK = Path(sys.executable).with_name("sharpsk")
 pytestmark = pytest.mark.skipif(
@@ -26,10 +28,35 @@ def test_version_and_help():
     assert (
         res.returncode == 0 and res.stdout.strip() == f"sharpsk {sharpsk.__version__}"
     )
-    for args in ((), ("--help",), ("demo", "--help"), ("scan", "--help")):
-        res = run(*args)
-        assert "usage: sharpsk" in res.stdout
-        assert res.returncode == (2 if not args else 0)
+    # python -m sharpsk is the same command
+    res = subprocess.run(
+        [sys.executable, "-m", "sharpsk", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert res.returncode == 0 and "usage: sharpsk" in res.stdout
+
+
+def in_process(capsys, *args):
+    """``sharpsk ARGS`` in this process: (status, stdout, stderr)."""
+    try:
+        status = main(list(args))
+    except SystemExit as exc:  # argparse
+        status = exc.code
+    out = capsys.readouterr()
+    return status, out.out, out.err
+
+
+def test_help_shows_every_default(capsys):
+    for command in ((), ("demo",), ("scan",)):
+        status, out, _ = in_process(capsys, *command, "--help")
+        assert status == 0 and "usage: sharpsk" in out
+    _, out, _ = in_process(capsys, "scan", "--help")
+    for text in ("(default: 50)", "(default: gd)", "(default: absolute)", "--target"):
+        assert text in " ".join(out.split()), text
+    status, out, _ = in_process(capsys)
+    assert status == 2 and "usage: sharpsk" in out
 
 
 @pytest.mark.parametrize(
@@ -47,31 +74,30 @@ def test_version_and_help():
             "--param-values",
         ),
         (
-            (
-                "scan",
-                "--model",
-                "mlp",
-                "--units",
-                "critical",
-                "--lr-min",
-                "0.5",
-                "--lr-max",
-                "1",
-                "--steps",
-                "1",
-                "--n-rates",
-                "1",
-            ),
+            ("scan", "--model", "mlp", "--units", "critical", "--lr-min", "0.5")
+            + ("--lr-max", "1", "--steps", "1", "--n-rates", "1"),
             1,
-            "critical",
+            "--units critical needs a positive, finite critical learning rate",
+        ),
+        (
+            ("scan", "--model", "uv", "--data", "digits", "--lr-min", "0.1")
+            + ("--lr-max", "1"),
+            1,
+            "--model uv has one output",
+        ),
+        (("scan", "--data", "nope.txt", "--lr-min", "0.1", "--lr-max", "1"), 1, "nope"),
+        (
+            ("scan", "--lr-min", "0.1", "--lr-max", "1", "--out", "/nonexistent/x.csv"),
+            1,
+            "/nonexistent does not exist",
         ),
     ],
 )
-def test_bad_arguments_one_line_no_traceback(args, status, culprit):
-    res = run(*args)
-    assert res.returncode == status
-    lines = res.stderr.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in res.stderr
+def test_bad_arguments_one_line_no_traceback(capsys, args, status, culprit):
+    got, _, err = in_process(capsys, *args)
+    assert got == status
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err
     assert culprit in lines[0]
 
 
@@ -98,9 +124,10 @@ def test_demo_writes_table_and_figures(tmp_path):
     assert "converge" in res.stdout and "chaotic" in res.stdout
 
 
-def test_scan_uv_critical_units_with_plot(tmp_path):
+def test_scan_uv_critical_units_with_plot(tmp_path, capsys):
     out, png = tmp_path / "uv.csv", tmp_path / "uv.png"
-    res = run(
+    status, _, err = in_process(
+        capsys,
         "scan",
         "--model",
         "uv",
@@ -120,15 +147,15 @@ def test_scan_uv_critical_units_with_plot(tmp_path):
         str(out),
         "--plot",
         str(png),
-        "--no-progress",
     )
-    assert res.returncode == 0, res.stderr
+    assert status == 0, err
+    assert "\r" not in err  # stderr is no terminal here: no progress line
     frame = pd.read_csv(out)
     assert len(frame) == 8 and frame["label"].iloc[0] == "converge"
     assert png.stat().st_size > 0
 
 
-def test_scan_mlp_cached_rerun(tmp_path):
+def test_scan_mlp_cached_rerun(tmp_path, capsys):
     args = (
         "scan",
         "--model",
@@ -153,28 +180,30 @@ def test_scan_mlp_cached_rerun(tmp_path):
         str(tmp_path / "mlp.csv"),
         "--no-progress",
     )
-    first = run(*args)
-    assert first.returncode == 0, first.stderr
+    status, _, err = in_process(capsys, *args)
+    assert status == 0, err
     before = pd.read_csv(tmp_path / "mlp.csv")
-    second = run(*args)
-    assert second.returncode == 0, second.stderr
-    assert "3 cached" in second.stdout
+    status, out, err = in_process(capsys, *args)
+    assert status == 0, err
+    assert "3 cached" in out
     pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "mlp.csv"), before)
 
 
 def test_outputs_are_checked_before_computing(tmp_path, capsys):
     # Regression (issue 13): a bad --out was found only after the whole scan.
-    from sharpsk.cli import main
-
     afile = tmp_path / "a.csv"
     afile.write_text("x")
     scan = ["scan", "--lr-min", "0.1", "--lr-max", "1", "--no-progress"]
     cases = [
         (scan + ["--out", str(tmp_path)], "is a folder"),
-        (scan + ["--out", str(afile / "b.csv")], "is a file, not a folder"),
+        (scan + ["--out", str(afile / "b.csv")], "a.csv is a file"),
+        (scan + ["--out", str(tmp_path / "no" / "b.csv")], "does not exist"),
         (scan + ["--out", str(tmp_path / "ok.csv"), "--plot", str(tmp_path)], "--plot"),
         (["demo", "--out", str(afile), "--no-progress"], "is a file"),
-        (["scan", "--width", str(10**13), "--lr-min", "0.1", "--lr-max", "1"], "width"),
+        (
+            ["scan", "--width", str(10**13), "--lr-min", "0.1", "--lr-max", "1"],
+            "--width 10000000000000",
+        ),
     ]
     for args, culprit in cases:
         assert main(args) == 1
@@ -184,13 +213,64 @@ def test_outputs_are_checked_before_computing(tmp_path, capsys):
 
 
 def test_demo_creates_its_folder_only_with_results(tmp_path, capsys, monkeypatch):
-    from sharpsk import cli
-
     def fail(*args, **kwargs):
         raise ValueError("no scan today")
 
     monkeypatch.setattr("sharpsk._scan.LearningRateScan.fit", fail)
-    out = tmp_path / "new" / "demo"
-    assert cli.main(["demo", "--out", str(out), "--no-progress"]) == 1
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--no-progress"]) == 1
     assert "no scan today" in capsys.readouterr().err
-    assert not (tmp_path / "new").exists()
+    assert not out.exists()
+
+
+def test_scan_your_own_data(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(30, 3))
+    y = X @ np.array([1.0, -0.5, 0.2])
+    csv = tmp_path / "data.csv"
+    pd.DataFrame({"a": X[:, 0], "b": X[:, 1], "c": X[:, 2], "t": y}).to_csv(
+        csv, index=False
+    )
+    npz = tmp_path / "data.npz"
+    np.savez(npz, X=X, y=y)
+    tables = []
+    for data, extra in ((csv, ["--target", "t"]), (csv, []), (npz, [])):
+        out = tmp_path / f"{len(tables)}.csv"
+        status, _, err = in_process(
+            capsys,
+            "scan",
+            "--model",
+            "mlp",
+            "--hidden",
+            "4",
+            "--data",
+            str(data),
+            *extra,
+            "--lr-min",
+            "0.05",
+            "--lr-max",
+            "0.2",
+            "--n-rates",
+            "2",
+            "--steps",
+            "20",
+            "--out",
+            str(out),
+        )
+        assert status == 0, err
+        tables.append(pd.read_csv(out))
+    pd.testing.assert_frame_equal(tables[0], tables[1])
+    pd.testing.assert_frame_equal(tables[0], tables[2])
+    status, _, err = in_process(
+        capsys,
+        "scan",
+        "--data",
+        str(csv),
+        "--target",
+        "z",
+        "--lr-min",
+        "0.1",
+        "--lr-max",
+        "1",
+    )
+    assert status == 1 and "--target 'z' is not a column" in err
