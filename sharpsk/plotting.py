@@ -43,6 +43,7 @@ __all__ = [
     "plot_lyapunov",
     "plot_phase_diagram",
     "plot_sharpness",
+    "plot_spectral_density",
     "plot_uv_vector_field",
 ]
 
@@ -1293,4 +1294,91 @@ def plot_uv_vector_field(
     ax.set_xlabel(r"residual $\Delta f = f - y$")
     ax.set_ylabel(r"NTK $\lambda$")
     ax.legend(loc="best", fontsize="x-small", framealpha=0.9)
+    return ax
+
+
+# --------------------------------------------------------------------------
+# Hessian spectra
+# --------------------------------------------------------------------------
+
+
+def plot_spectral_density(
+    density, *, sigma=None, grid=None, ax=None, log=True, **kwargs
+):
+    """The Hessian's spectral density from stochastic Lanczos quadrature.
+
+    Each quadrature node is broadened into a Gaussian of standard deviation
+    ``sigma`` (as in Ghorbani, Krishnan & Xiao, 2019), so outliers such as
+    the sharpness show as small separate bumps, best seen on a log scale.
+
+    Parameters
+    ----------
+    density : SpectralDensity
+        The result of :func:`sharpsk.hessian.spectral_density`.
+    sigma : float, default=None
+        Width of the Gaussians; None: ``density.default_sigma()`` (1 % of the
+        range of the nodes).
+    grid : array-like of shape (n_points,), default=None
+        Eigenvalues at which to evaluate it; None: 1000 points from the
+        smallest to the largest node, widened by ``5 * sigma`` on each side.
+    ax : matplotlib Axes, default=None
+        Axes to draw on; the current Axes by default.
+    log : bool, default=True
+        Logarithmic density axis, showing eight decades below the peak.
+    **kwargs
+        Passed to :meth:`~matplotlib.axes.Axes.plot` (the line has gid
+        ``"density"``).
+
+    Returns
+    -------
+    ax : matplotlib Axes
+        The Axes drawn on.
+
+    See Also
+    --------
+    sharpsk.hessian.spectral_density : The quadrature this function draws.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import matplotlib.pyplot as plt
+    >>> from sharpsk.hessian import spectral_density
+    >>> from sharpsk.plotting import plot_spectral_density
+    >>> A = np.diag(np.r_[np.linspace(-1.0, 1.0, 199), 20.0])  # one outlier
+    >>> sd = spectral_density(A, n_probes=3, n_lanczos=40, random_state=0)
+    >>> fig, ax = plt.subplots()
+    >>> ax = plot_spectral_density(sd, ax=ax)
+    >>> line = [a for a in ax.get_lines() if a.get_gid() == "density"][0]
+    >>> bool(line.get_xdata().max() > 20.0), ax.get_yscale()
+    (True, 'log')
+    """
+    func = "plot_spectral_density"
+    if not (hasattr(density, "density") and hasattr(density, "nodes")):
+        raise TypeError(
+            f"{func}: density must be the SpectralDensity returned by "
+            f"sharpsk.hessian.spectral_density, got {type(density).__name__}."
+        )
+    if sigma is None:
+        sigma = density.default_sigma()
+    if grid is None:
+        lo, hi = float(np.min(density.nodes)), float(np.max(density.nodes))
+        if isinstance(sigma, (int, float, np.integer, np.floating)):
+            pad = 5.0 * float(sigma)  # an invalid sigma is reported below
+        else:
+            pad = 0.0
+        grid = np.linspace(lo - pad, hi + pad, 1000)
+    grid = np.asarray(grid, dtype=float)
+    if grid.ndim != 1:
+        raise ValueError(f"{func}: grid must be 1-D, got shape {grid.shape}.")
+    values = density.density(grid, sigma)
+    ax = _get_ax(ax)
+    kwargs.setdefault("lw", 1.2)
+    ax.plot(grid, values, gid="density", **kwargs)
+    if log:
+        ax.set_yscale("log")
+        peak = float(np.max(values)) if values.size else 0.0
+        if peak > 0:
+            ax.set_ylim(peak * 1e-8, peak * 3.0)
+    ax.set_xlabel(r"eigenvalue $\lambda$")
+    ax.set_ylabel("spectral density")
     return ax
