@@ -5,9 +5,12 @@ network trains with gradient descent: early sharpness reduction, progressive
 sharpening, the edge of stability and the period-doubling route to chaos
 (Kalra, He & Barkeshli, ICLR 2025).
 
-``sharpsk.plotting`` is a separate public module (it imports matplotlib).
+``sharpsk.hessian`` holds the Hessian-spectrum functions (top-k eigenpairs,
+trace, spectral density); ``sharpsk.plotting`` is a separate public module
+(it imports matplotlib, so ``import sharpsk`` does not load it).
 """
 
+from . import hessian
 from ._base import DivergenceWarning
 from ._dynamics import (
     classify_run,
@@ -19,7 +22,7 @@ from ._dynamics import (
     uv_lyapunov,
 )
 from ._engine import LR_UNITS, LinearWarmup
-from ._mlp import MLPRegressor
+from ._mlp import MLPClassifier, MLPRegressor
 from ._parameterization import ParameterizationTransformer, parameterization_table
 from ._scan import LearningRateScan
 from ._uv import UVRegressor
@@ -37,9 +40,11 @@ __all__ = [
     "tangent_lyapunov",
     "uv_critical_learning_rate",
     "uv_lyapunov",
+    "MLPClassifier",
     "MLPRegressor",
     "UVRegressor",
     "ParameterizationTransformer",
     "parameterization_table",
+    "hessian",
     "__version__",
 ]

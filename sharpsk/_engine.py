@@ -239,7 +239,9 @@ class Model:
 class Point:
     """What the engine needs at one parameter vector (protocol base class).
 
-    ``loss`` (float) and ``residual_max`` (``max |f - y|``) are attributes;
+    ``loss`` (float) and ``residual_max`` (the magnitude the divergence test
+    watches: ``max |f - y|`` for squared error, the largest ``|logit|`` for
+    the log losses) are attributes;
     ``gradient()`` and ``hvp(v)`` return flat arrays and may share cached
     passes.  Optional, returning None when not offered:
     ``gauss_newton(v)`` (Gauss-Newton product; its top eigenvalue is the NTK

@@ -5,13 +5,16 @@ The kernels below are pure functions of arrays.  A network is a list
 a bias is recognised by being 1-D) and a list of scalar ``multipliers`` of the
 same length; layer ``l`` computes ``z_l = m_W * h_l @ W_l + m_b * b_l`` with
 ``W_l`` of shape ``(fan_in, fan_out)``, hidden layers apply the activation and
-the last layer is linear.  The loss is
-``L = sum((f(X) - Y)**2) / (2 * n_samples)``.
+the last layer is linear: its outputs ``f(X)`` (logits for the log losses)
+enter a loss of the table :data:`~sharpsk._losses.LOSS_FUNCTIONS`, by default
+the squared error ``L = sum((f(X) - Y)**2) / (2 * n_samples)``.
 
 Gradients and Hessian-vector products are analytic: backpropagation and
 Pearlmutter's R-operator, both reusing the forward pass stored in a *point*
 (:func:`mlp_point`), so that the gradient step and every Hessian-vector
-product of a sharpness measurement at the same parameters share it.
+product of a sharpness measurement at the same parameters share it.  The
+loss enters only through its output gradient (where backpropagation starts)
+and its output-space Hessian (where the backward R-pass starts).
 :func:`mlp_loss` is the same loss written with ``autograd.numpy``, for the
 tests and for benchmarks against autograd.
 """
@@ -21,11 +24,13 @@ from numbers import Integral, Real
 
 import autograd.numpy as anp
 import numpy as np
-from scipy.special import expit
-from sklearn.base import BaseEstimator, RegressorMixin, _fit_context
+from scipy.special import expit, log_expit, log_softmax, softmax
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, _fit_context
 from sklearn.utils import check_random_state
+from sklearn.utils._available_if import available_if
 from sklearn.utils._param_validation import Hidden, Interval, StrOptions
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
 
 from ._base import (
     GD_PARAMETER_CONSTRAINTS,
@@ -38,9 +43,10 @@ from ._base import (
     warn_divergence,
 )
 from ._engine import Model, Point, train
+from ._losses import get_loss
 from ._parameterization import resolve_parameterization
 
-__all__ = ["MLPRegressor"]
+__all__ = ["MLPClassifier", "MLPRegressor"]
 
 ACTIVATIONS = ("identity", "logistic", "tanh", "relu")
 
@@ -148,8 +154,8 @@ def mlp_predict(coefs, intercepts, X, activation):
     return hs
 
 
-def mlp_loss(params, X, Y, multipliers, activation):
-    """``sum((f(X) - Y)**2) / (2 n_samples)``, differentiable by autograd.
+def mlp_loss(params, X, Y, multipliers, activation, loss="squared_error"):
+    """The training loss (by default squared error), differentiable by autograd.
 
     Parameters
     ----------
@@ -163,11 +169,15 @@ def mlp_loss(params, X, Y, multipliers, activation):
         One multiplier per entry of ``params``.
     activation : {"identity", "logistic", "tanh", "relu"}
         Hidden-layer activation.
+    loss : {"squared_error", "log_loss", "binary_log_loss"}, \
+            default="squared_error"
+        A key of :data:`~sharpsk._losses.LOSS_FUNCTIONS` (its ``reference``).
 
     Returns
     -------
     loss : float
-        The mean (over samples) half squared error, summed over outputs.
+        The loss, a mean over samples (for the squared error the half
+        squared error, summed over outputs).
 
     Examples
     --------
@@ -189,11 +199,10 @@ def mlp_loss(params, X, Y, multipliers, activation):
         if b is not None:
             z = z + m_b * b
         h = z if i == len(layers) - 1 else _activate_anp(activation, z)
-    r = h - Y
-    return 0.5 * anp.sum(r * r) / X.shape[0]
+    return get_loss(loss).reference(h, Y)
 
 
-def mlp_point(params, X, Y, multipliers, activation):
+def mlp_point(params, X, Y, multipliers, activation, loss="squared_error"):
     """Forward pass at ``params``, stored for gradients and HVPs.
 
     Parameters
@@ -208,13 +217,19 @@ def mlp_point(params, X, Y, multipliers, activation):
         One multiplier per entry of ``params``.
     activation : {"identity", "logistic", "tanh", "relu"}
         Hidden-layer activation.
+    loss : {"squared_error", "log_loss", "binary_log_loss"} or Loss, \
+            default="squared_error"
+        An entry of :data:`~sharpsk._losses.LOSS_FUNCTIONS`.
 
     Returns
     -------
     point : dict
-        ``"loss"`` (float), ``"residual"`` ``f(X) - Y`` of shape
-        ``(n_samples, n_outputs)``, and the cached activations used by
-        :func:`mlp_gradient`, :func:`mlp_hvp` and :func:`mlp_matvec`.
+        ``"loss"`` (float), ``"output"`` ``f(X)`` and ``"residual"`` ``P -
+        Y`` of shape ``(n_samples, n_outputs)``, with ``P`` the loss's
+        prediction (``f(X)`` itself for the squared error, the softmax or
+        logistic probabilities for the log losses), and the cached
+        activations used by :func:`mlp_gradient`, :func:`mlp_hvp` and
+        :func:`mlp_matvec`.
 
     Examples
     --------
@@ -225,6 +240,7 @@ def mlp_point(params, X, Y, multipliers, activation):
     >>> pt["loss"], pt["residual"].ravel()
     (2.0, array([2., 2.]))
     """
+    loss = get_loss(loss)
     layers = _layers(params, multipliers)
     hs = [X]
     for i, (W, m_w, b, m_b) in enumerate(layers):
@@ -237,14 +253,18 @@ def mlp_point(params, X, Y, multipliers, activation):
             out = z
         else:
             hs.append(_activate(activation, z))
-    r = out - Y
+    pred = loss.prediction(out)
     return {
         "params": params,
         "layers": layers,
         "activation": activation,
+        "loss_function": loss,
+        "targets": Y,
         "hs": hs,
-        "residual": r,
-        "loss": 0.5 * float(np.sum(r * r)) / X.shape[0],
+        "output": out,
+        "prediction": pred,
+        "residual": pred - Y,
+        "loss": loss.value(out, Y),
     }
 
 
@@ -253,8 +273,7 @@ def _backward(point):
     if "grads" in point:
         return
     layers, hs = point["layers"], point["hs"]
-    n_samples = hs[0].shape[0]
-    delta = point["residual"] / n_samples
+    delta = point["loss_function"].gradient(point["prediction"], point["targets"])
     n_layers = len(layers)
     deltas, gs, d1s, grads = [None] * n_layers, [None] * n_layers, {}, []
     for i in range(n_layers - 1, -1, -1):
@@ -333,9 +352,12 @@ def mlp_hvp(point, vecs, *, gauss_newton=False):
     vecs : list of ndarray
         Direction, same shapes as ``params``.
     gauss_newton : bool, default=False
-        Return the Gauss-Newton product ``J^T J v / n_samples`` instead (drops
-        the terms with the residual and with ``sigma''``).  Its top eigenvalue
-        is that of the NTK Gram matrix ``J J^T / n_samples``.
+        Return the Gauss-Newton product ``J^T H_out J v`` instead (drops the
+        terms with the backpropagated errors and with ``sigma''``), with
+        ``H_out`` the loss's output-space Hessian (``I / n_samples`` for the
+        squared error).  Its top eigenvalue is that of the NTK Gram matrix
+        ``J J^T / n_samples`` for the squared error, of ``H_out^(1/2) J J^T
+        H_out^(1/2)`` in general.
 
     Returns
     -------
@@ -356,7 +378,6 @@ def mlp_hvp(point, vecs, *, gauss_newton=False):
     layers, hs = point["layers"], point["hs"]
     deltas, derivs = point["deltas"], point["derivs"]
     curvature = None if gauss_newton else _curvature_terms(point)
-    n_samples = hs[0].shape[0]
     n_layers = len(layers)
     # Split the direction like the parameters.
     dirs, j = [], 0
@@ -379,8 +400,8 @@ def mlp_hvp(point, vecs, *, gauss_newton=False):
             d1 = derivs[i + 1]
             rh = rz if d1 is None else d1 * rz
             rhs[i + 1] = rh
-    # Backward R-pass.
-    rdelta = rzs[-1] / n_samples
+    # Backward R-pass, from the output Hessian acting on R f.
+    rdelta = point["loss_function"].hessian_action(point["prediction"], rzs[-1])
     out = []
     for i in range(n_layers - 1, -1, -1):
         W, m_w, b, m_b = layers[i]
@@ -466,28 +487,8 @@ def _as_2d(y):
     return y.reshape(-1, 1) if y.ndim == 1 else y
 
 
-class MLPRegressor(HessianMixin, RegressorMixin, BaseEstimator):
-    """Fully connected network trained by gradient descent, tracking sharpness.
-
-    ``fit`` runs gradient descent (full batch by default; or momentum,
-    Nesterov, RMSProp, Adam) on
-    ``L = sum_i |f(x_i) - y_i|**2 / (2 n_samples)`` and records the loss and
-    the sharpness ``lambda_H`` (top eigenvalue of the loss Hessian) every
-    ``record_every`` steps, from a Lanczos eigensolver on
-    exact Hessian-vector products, warm-started from the previous
-    eigenvector.  This is the protocol of Cohen et al. (2021) in which
-    progressive sharpening and the edge of stability (``learning_rate *
-    lambda_H`` hovering around 2) appear on real data.
-
-    Parameters
-    ----------
-    hidden_layer_sizes : array-like of shape (n_hidden_layers,), default=(100,)
-        Width of each hidden layer; ``()`` gives a linear model.
-    activation : {"identity", "logistic", "tanh", "relu"}, default="tanh"
-        Hidden-layer activation; the output layer is linear.  (sklearn's
-        :class:`~sklearn.neural_network.MLPRegressor` defaults to ``"relu"``;
-        ``"tanh"`` is the smooth choice of edge-of-stability studies.)
-    fit_intercept : bool, default=True
+# Docstring entries every MLP estimator shares (filled in by _fill_doc).
+_PARAMETERS_DOC = """fit_intercept : bool, default=True
         Whether every layer has a bias.  Biases start at 0 and have multiplier
         1; hidden-layer biases have the learning-rate scale of their layer, the
         output bias the scale 1 (see Notes).
@@ -528,9 +529,10 @@ class MLPRegressor(HessianMixin, RegressorMixin, BaseEstimator):
         ``random_state`` (cheaper on large data, and the usual choice with
         SGD).
     compute_ntk : bool, default=False
-        Also record the top eigenvalue of the NTK Gram matrix divided by the
-        number of samples (same measurement batch and steps; one more
-        warm-started Lanczos on Gauss-Newton products).
+        Also record the top eigenvalue of the Gauss-Newton matrix, for the
+        squared error that of the NTK Gram matrix divided by the number of
+        samples (same measurement batch and steps; one more warm-started
+        Lanczos on Gauss-Newton products).
     compute_lyapunov : bool, default=False
         Also estimate the largest Lyapunov exponent of the gradient-descent
         map: one tangent vector of the parameters and the optimizer state
@@ -543,20 +545,9 @@ class MLPRegressor(HessianMixin, RegressorMixin, BaseEstimator):
         (a run split into two fits is bit-identical to one long run).
     blas_threads : int or None, default=1
         BLAS threads during the fit; None leaves them as they are.  Small
-        matrices are faster on one thread (see the benchmarks).
-    sharpness_every : int, default="deprecated"
-        Deprecated alias of ``record_every`` (removed in 0.3).
-    random_state : int, RandomState instance or None, default=None
-        Seeds the initialization, the measurement batch, the tangent vector and
-        the SGD shuffles.
-    verbose : int, default=0
-        Print a one-line summary of each fit when positive, and from 2 on also
-        a progress line (step, loss, ``learning_rate_ * lambda_H``) every tenth
-        of the run.
+        matrices are faster on one thread (see the benchmarks)."""
 
-    Attributes
-    ----------
-    coefs_ : list of ndarray of shape (fan_in, fan_out)
+_ATTRIBUTES_DOC = """coefs_ : list of ndarray of shape (fan_in, fan_out)
         The weight matrices the network applies: ``multiplier_l * theta_l``
         with ``theta_l`` the raw trained weights.
     intercepts_ : list of ndarray of shape (fan_out,)
@@ -608,10 +599,276 @@ class MLPRegressor(HessianMixin, RegressorMixin, BaseEstimator):
         Number of layers including input and output (sklearn's convention).
     n_outputs_ : int
         Number of outputs.
+    out_activation_ : {"identity", "softmax", "logistic"}
+        Output activation of the loss (sklearn's name): ``"identity"``
+        for the squared error.
     n_features_in_ : int
         Number of features seen during fit.
     feature_names_in_ : ndarray of shape (n_features_in_,)
-        Names of features seen during fit, when ``X`` has string column names.
+        Names of features seen during fit, when ``X`` has string column names."""
+
+
+def _fill_doc(cls):
+    cls.__doc__ = (
+        cls.__doc__.replace("%(parameters)s", _PARAMETERS_DOC)
+        .replace("%(attributes)s", _ATTRIBUTES_DOC)
+        .replace("%(optimizer)s", OPTIMIZER_DOC)
+    )
+    return cls
+
+
+class _BaseMLP(HessianMixin, BaseEstimator):
+    """What :class:`MLPRegressor` and :class:`MLPClassifier` share.
+
+    Parameters, the fit (validation hook, initialization, one call into the
+    engine, fitted attributes), the forward pass and the engine model of
+    ``hessian_operator``.  A subclass provides ``_validate_input(X, y,
+    reset) -> (X, Y, loss)``: validated inputs, 2-D float targets and the
+    name of the loss in :data:`~sharpsk._losses.LOSS_FUNCTIONS`.
+    """
+
+    _parameter_constraints: dict = {
+        "hidden_layer_sizes": [
+            "array-like",
+            Interval(Integral, 1, None, closed="left"),
+        ],
+        "activation": [StrOptions(set(ACTIVATIONS))],
+        "fit_intercept": ["boolean"],
+        **GD_PARAMETER_CONSTRAINTS,
+        "lr_units": [StrOptions({"absolute", "initial_sharpness"})],
+        "batch_size": [Interval(Integral, 1, None, closed="left"), None],
+        "sharpness_tol": [Interval(Real, 0, 1, closed="neither")],
+        "sharpness_batch_size": [Interval(Integral, 1, None, closed="left"), None],
+        "compute_ntk": ["boolean"],
+        "compute_lyapunov": ["boolean"],
+    }
+
+    def _hidden_sizes(self):
+        sizes = self.hidden_layer_sizes
+        sizes = [sizes] if isinstance(sizes, Integral) else list(sizes)
+        for size in sizes:
+            if isinstance(size, bool) or not isinstance(size, Integral) or size < 1:
+                raise ValueError(
+                    "hidden_layer_sizes must contain positive integers, got "
+                    f"{self.hidden_layer_sizes!r}."
+                )
+        return [int(s) for s in sizes]
+
+    def _initialize(self, n_features, n_outputs, rng):
+        """Trained variables ``phi`` and their multipliers; see Notes."""
+        sizes = [n_features, *self._hidden_sizes(), n_outputs]
+        check_memory(
+            sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:], strict=True)),
+            f"hidden_layer_sizes={self.hidden_layer_sizes!r}",
+        )
+        scalings = resolve_parameterization(self.parameterization).get_scalings(sizes)
+        std = self.init_scale * scalings["init_std"]
+        root_c = np.sqrt(scalings["lr_scale"])
+        root_cb = np.sqrt(_bias_lr_scale(scalings["lr_scale"]))
+        params, multipliers = [], []
+        for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
+            theta = rng.normal(0.0, std[i], size=(fan_out, fan_in)).T
+            params.append(np.ascontiguousarray(theta) / root_c[i])
+            multipliers.append(float(scalings["multiplier"][i] * root_c[i]))
+            if self.fit_intercept:
+                params.append(np.zeros(fan_out))
+                multipliers.append(float(root_cb[i]))
+        return params, multipliers, scalings
+
+    def _fit(self, X, y, record_every):
+        """The body of ``fit`` shared by the estimators: validate, run, store."""
+        warm = self.warm_start and hasattr(self, "_engine_state")
+        X, Y, loss = self._validate_input(X, y, reset=not warm)
+        name = type(self).__name__
+        if warm:
+            if Y.shape[1] != self.n_outputs_:
+                raise ValueError(
+                    f"warm_start: y has {Y.shape[1]} outputs, the previous fit "
+                    f"had {self.n_outputs_}."
+                )
+            state = self._engine_state
+            mults, scalings, streams = (
+                state["multipliers"],
+                self.scalings_,
+                state["streams"],
+            )
+            theta = None
+        else:
+            rng = check_random_state(self.random_state)
+            params, mults, scalings = self._initialize(X.shape[1], Y.shape[1], rng)
+            theta = np.concatenate([p.ravel() for p in params])
+            rng_measure, rng_tangent, rng_shuffle = _streams(rng)
+            streams = {"measure": rng_measure, "tangent": rng_tangent, "batches": None}
+            n_samples = X.shape[0]
+            if self.batch_size is not None and self.batch_size < n_samples:
+                streams["batches"] = _Minibatches(
+                    n_samples, self.batch_size, rng_shuffle
+                )
+            streams["rows"] = None
+            size = self.sharpness_batch_size
+            if size is not None and size < n_samples:
+                streams["rows"] = np.sort(rng_measure.permutation(n_samples)[:size])
+            state = {"multipliers": mults, "streams": streams, "run": None}
+            params = None
+        state["loss"] = loss
+        shapes = [tuple(sh) for sh in self._shapes(X.shape[1], Y.shape[1])]
+        model = MLPModel(X, Y, shapes, mults, self.activation, loss)
+        scale = self._coordinate_scale(shapes, scalings)
+        optimizer = make_estimator_optimizer(self, scale)
+        report = None
+        report_every = max(1, self.max_iter // 10) if self.verbose >= 2 else 0
+        if report_every:
+
+            def report(t, loss, eta_sharpness):
+                print(
+                    f"[{name}] step {t}/{self.max_iter}: loss={loss:.6g}, "
+                    f"eta*lambda_H={eta_sharpness:.4g}",
+                    flush=True,
+                )
+
+        run = train(
+            model,
+            theta,
+            optimizer=optimizer,
+            learning_rate=self.learning_rate,
+            lr_units=self.lr_units,
+            max_iter=self.max_iter,
+            record_every=record_every,
+            sharpness_tol=self.sharpness_tol,
+            measure_rows=streams["rows"],
+            batches=streams["batches"],
+            compute_ntk=self.compute_ntk,
+            compute_lyapunov=self.compute_lyapunov,
+            rng_tangent=streams["tangent"],
+            resume=state["run"] if warm else None,
+            report=report,
+            report_every=report_every,
+            blas_threads=self.blas_threads,
+        )
+        state["run"] = run["state"]
+        self._engine_state = state
+        growth = np.asarray(run["growth"], dtype=float)
+        if warm and self.tangent_log_growth_ is not None:
+            growth = np.concatenate([self.tangent_log_growth_, growth])
+        store_traces(
+            self,
+            run["traces"],
+            n_iter=run["n_iter"],
+            diverged=run["diverged"],
+            append=warm,
+        )
+        self.n_hvp_ = int(self.hvp_trace_.sum()) + (
+            growth.size if self.compute_lyapunov else 0
+        )
+        self.tangent_log_growth_ = growth if self.compute_lyapunov else None
+        self.lyapunov_exponent_ = None
+        if self.compute_lyapunov:
+            n = growth.size
+            self.lyapunov_exponent_ = float(np.mean(growth[n // 2 :])) if n else np.nan
+        self._set_weights(model.unflatten(run["theta"]), mults, scalings)
+        self.n_layers_ = len(self.coefs_) + 1
+        self.n_outputs_ = Y.shape[1]
+        self.out_activation_ = get_loss(loss).out_activation
+        if self.diverged_:
+            warn_divergence(self, self.n_iter_)
+        if self.verbose:
+            print(
+                f"[{name}] steps={self.n_iter_} diverged={self.diverged_} "
+                f"lambda_H0={self.initial_sharpness_:.6g} "
+                f"final loss={self.loss_curve_[-1]:.6g} HVPs={self.n_hvp_}"
+            )
+        return self
+
+    def _engine_model(self, X, Y):
+        Y = _as_2d(Y)
+        if Y.shape[1] != self.n_outputs_:
+            raise ValueError(
+                f"y has {Y.shape[1]} outputs, the fitted network {self.n_outputs_}."
+            )
+        shapes = [tuple(sh) for sh in self._shapes(X.shape[1], Y.shape[1])]
+        state = self._engine_state
+        model = MLPModel(
+            X, Y, shapes, state["multipliers"], self.activation, state["loss"]
+        )
+        return model, state["run"]["theta"]
+
+    def _coordinate_scale(self, shapes, scalings):
+        """``sqrt(lr_scale)`` of every trained coordinate (see Notes)."""
+        roots = (
+            np.sqrt(scalings["lr_scale"]),
+            np.sqrt(_bias_lr_scale(scalings["lr_scale"])),
+        )
+        parts, layer = [], -1
+        for shape in shapes:
+            bias = len(shape) == 1
+            layer += not bias
+            parts.append(np.full(int(np.prod(shape)), roots[bias][layer]))
+        return np.concatenate(parts)
+
+    def _shapes(self, n_features, n_outputs):
+        sizes = [n_features, *self._hidden_sizes(), n_outputs]
+        shapes = []
+        for fan_in, fan_out in zip(sizes[:-1], sizes[1:], strict=True):
+            shapes.append((fan_in, fan_out))
+            if self.fit_intercept:
+                shapes.append((fan_out,))
+        return shapes
+
+    def _set_weights(self, params, mults, scalings):
+        """Store the matrices the network applies (see Notes)."""
+        root_c = np.sqrt(_bias_lr_scale(scalings["lr_scale"]))
+        layers = _layers(params, mults)
+        self.coefs_ = [m_w * W for W, m_w, _, _ in layers]
+        self.intercepts_ = [
+            np.zeros(W.shape[1]) if b is None else root_c[i] * b
+            for i, (W, _, b, _) in enumerate(layers)
+        ]
+        self.scalings_ = scalings
+
+    def _forward(self, X):
+        """The network's outputs on validated ``X`` (logits for the log losses)."""
+        check_is_fitted(self)
+        X = validate_data(self, X, reset=False, dtype=np.float64)
+        with np.errstate(over="ignore", invalid="ignore"):
+            return mlp_predict(self.coefs_, self.intercepts_, X, self.activation)[-1]
+
+
+@_fill_doc
+class MLPRegressor(RegressorMixin, _BaseMLP):
+    """Fully connected network trained by gradient descent, tracking sharpness.
+
+    ``fit`` runs gradient descent (full batch by default; or momentum,
+    Nesterov, RMSProp, Adam) on
+    ``L = sum_i |f(x_i) - y_i|**2 / (2 n_samples)`` and records the loss and
+    the sharpness ``lambda_H`` (top eigenvalue of the loss Hessian) every
+    ``record_every`` steps, from a Lanczos eigensolver on
+    exact Hessian-vector products, warm-started from the previous
+    eigenvector.  This is the protocol of Cohen et al. (2021) in which
+    progressive sharpening and the edge of stability (``learning_rate *
+    lambda_H`` hovering around 2) appear on real data.
+
+    Parameters
+    ----------
+    hidden_layer_sizes : array-like of shape (n_hidden_layers,), default=(100,)
+        Width of each hidden layer; ``()`` gives a linear model.
+    activation : {"identity", "logistic", "tanh", "relu"}, default="tanh"
+        Hidden-layer activation; the output layer is linear.  (sklearn's
+        :class:`~sklearn.neural_network.MLPRegressor` defaults to ``"relu"``;
+        ``"tanh"`` is the smooth choice of edge-of-stability studies.)
+    %(parameters)s
+    random_state : int, RandomState instance or None, default=None
+        Seeds the initialization, the measurement batch, the tangent vector and
+        the SGD shuffles.
+    verbose : int, default=0
+        Print a one-line summary of each fit when positive, and from 2 on also
+        a progress line (step, loss, ``learning_rate_ * lambda_H``) every tenth
+        of the run.
+    sharpness_every : int, default="deprecated"
+        Deprecated alias of ``record_every`` (removed in 0.3).
+
+    Attributes
+    ----------
+    %(attributes)s
 
     See Also
     --------
@@ -677,7 +934,7 @@ class MLPRegressor(HessianMixin, RegressorMixin, BaseEstimator):
     >>> from sharpsk.datasets import load_digits_onehot
     >>> X, Y = load_digits_onehot(n_samples=200, random_state=0)
     >>> mlp = MLPRegressor((32,), learning_rate=1.0, lr_units="initial_sharpness",
-    ...                    max_iter=50, sharpness_every=10, random_state=0)
+    ...                    max_iter=50, record_every=10, random_state=0)
     >>> mlp = mlp.fit(X, Y)
     >>> mlp.steps_
     array([ 0, 10, 20, 30, 40, 50])
@@ -688,23 +945,11 @@ class MLPRegressor(HessianMixin, RegressorMixin, BaseEstimator):
     """
 
     _parameter_constraints: dict = {
-        "hidden_layer_sizes": [
-            "array-like",
-            Interval(Integral, 1, None, closed="left"),
-        ],
-        "activation": [StrOptions(set(ACTIVATIONS))],
-        "fit_intercept": ["boolean"],
-        **GD_PARAMETER_CONSTRAINTS,
-        "lr_units": [StrOptions({"absolute", "initial_sharpness"})],
-        "batch_size": [Interval(Integral, 1, None, closed="left"), None],
+        **_BaseMLP._parameter_constraints,
         "sharpness_every": [
             Interval(Integral, 1, None, closed="left"),
             Hidden(StrOptions({"deprecated"})),
         ],
-        "sharpness_tol": [Interval(Real, 0, 1, closed="neither")],
-        "sharpness_batch_size": [Interval(Integral, 1, None, closed="left"), None],
-        "compute_ntk": ["boolean"],
-        "compute_lyapunov": ["boolean"],
     }
 
     def __init__(
@@ -760,38 +1005,6 @@ class MLPRegressor(HessianMixin, RegressorMixin, BaseEstimator):
         self.verbose = verbose
         self.sharpness_every = sharpness_every
 
-    def _hidden_sizes(self):
-        sizes = self.hidden_layer_sizes
-        sizes = [sizes] if isinstance(sizes, Integral) else list(sizes)
-        for size in sizes:
-            if isinstance(size, bool) or not isinstance(size, Integral) or size < 1:
-                raise ValueError(
-                    "hidden_layer_sizes must contain positive integers, got "
-                    f"{self.hidden_layer_sizes!r}."
-                )
-        return [int(s) for s in sizes]
-
-    def _initialize(self, n_features, n_outputs, rng):
-        """Trained variables ``phi`` and their multipliers; see Notes."""
-        sizes = [n_features, *self._hidden_sizes(), n_outputs]
-        check_memory(
-            sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:], strict=True)),
-            f"hidden_layer_sizes={self.hidden_layer_sizes!r}",
-        )
-        scalings = resolve_parameterization(self.parameterization).get_scalings(sizes)
-        std = self.init_scale * scalings["init_std"]
-        root_c = np.sqrt(scalings["lr_scale"])
-        root_cb = np.sqrt(_bias_lr_scale(scalings["lr_scale"]))
-        params, multipliers = [], []
-        for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
-            theta = rng.normal(0.0, std[i], size=(fan_out, fan_in)).T
-            params.append(np.ascontiguousarray(theta) / root_c[i])
-            multipliers.append(float(scalings["multiplier"][i] * root_c[i]))
-            if self.fit_intercept:
-                params.append(np.zeros(fan_out))
-                multipliers.append(float(root_cb[i]))
-        return params, multipliers, scalings
-
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y):
         """Run gradient descent on ``(X, y)`` and record the traces.
@@ -808,18 +1021,6 @@ class MLPRegressor(HessianMixin, RegressorMixin, BaseEstimator):
         self : MLPRegressor
             The fitted estimator.
         """
-        warm = self.warm_start and hasattr(self, "_engine_state")
-        X, y = validate_data(
-            self,
-            X,
-            y,
-            multi_output=True,
-            y_numeric=True,
-            dtype=np.float64,
-            reset=not warm,
-        )
-        y = check_numeric_targets(y)
-        Y = _as_2d(y)
         record_every = self.record_every
         if self.sharpness_every != "deprecated":
             warnings.warn(
@@ -829,146 +1030,19 @@ class MLPRegressor(HessianMixin, RegressorMixin, BaseEstimator):
                 stacklevel=3,
             )
             record_every = self.sharpness_every
-        if warm:
-            if Y.shape[1] != self.n_outputs_:
-                raise ValueError(
-                    f"warm_start: y has {Y.shape[1]} outputs, the previous fit "
-                    f"had {self.n_outputs_}."
-                )
-            state = self._engine_state
-            mults, scalings, streams = (
-                state["multipliers"],
-                self.scalings_,
-                state["streams"],
-            )
-            theta = None
-        else:
-            rng = check_random_state(self.random_state)
-            params, mults, scalings = self._initialize(X.shape[1], Y.shape[1], rng)
-            theta = np.concatenate([p.ravel() for p in params])
-            rng_measure, rng_tangent, rng_shuffle = _streams(rng)
-            streams = {"measure": rng_measure, "tangent": rng_tangent, "batches": None}
-            n_samples = X.shape[0]
-            if self.batch_size is not None and self.batch_size < n_samples:
-                streams["batches"] = _Minibatches(
-                    n_samples, self.batch_size, rng_shuffle
-                )
-            streams["rows"] = None
-            size = self.sharpness_batch_size
-            if size is not None and size < n_samples:
-                streams["rows"] = np.sort(rng_measure.permutation(n_samples)[:size])
-            state = {"multipliers": mults, "streams": streams, "run": None}
-            params = None
-        shapes = [tuple(sh) for sh in self._shapes(X.shape[1], Y.shape[1])]
-        model = MLPModel(X, Y, shapes, mults, self.activation)
-        scale = self._coordinate_scale(shapes, scalings)
-        optimizer = make_estimator_optimizer(self, scale)
-        report = None
-        report_every = max(1, self.max_iter // 10) if self.verbose >= 2 else 0
-        if report_every:
+        return self._fit(X, y, record_every)
 
-            def report(t, loss, eta_sharpness):
-                print(
-                    f"[MLPRegressor] step {t}/{self.max_iter}: loss={loss:.6g}, "
-                    f"eta*lambda_H={eta_sharpness:.4g}",
-                    flush=True,
-                )
-
-        run = train(
-            model,
-            theta,
-            optimizer=optimizer,
-            learning_rate=self.learning_rate,
-            lr_units=self.lr_units,
-            max_iter=self.max_iter,
-            record_every=record_every,
-            sharpness_tol=self.sharpness_tol,
-            measure_rows=streams["rows"],
-            batches=streams["batches"],
-            compute_ntk=self.compute_ntk,
-            compute_lyapunov=self.compute_lyapunov,
-            rng_tangent=streams["tangent"],
-            resume=state["run"] if warm else None,
-            report=report,
-            report_every=report_every,
-            blas_threads=self.blas_threads,
-        )
-        state["run"] = run["state"]
-        self._engine_state = state
-        growth = np.asarray(run["growth"], dtype=float)
-        if warm and self.tangent_log_growth_ is not None:
-            growth = np.concatenate([self.tangent_log_growth_, growth])
-        store_traces(
+    def _validate_input(self, X, y, reset):
+        X, y = validate_data(
             self,
-            run["traces"],
-            n_iter=run["n_iter"],
-            diverged=run["diverged"],
-            append=warm,
+            X,
+            y,
+            multi_output=True,
+            y_numeric=True,
+            dtype=np.float64,
+            reset=reset,
         )
-        self.n_hvp_ = int(self.hvp_trace_.sum()) + (
-            growth.size if self.compute_lyapunov else 0
-        )
-        self.tangent_log_growth_ = growth if self.compute_lyapunov else None
-        self.lyapunov_exponent_ = None
-        if self.compute_lyapunov:
-            n = growth.size
-            self.lyapunov_exponent_ = float(np.mean(growth[n // 2 :])) if n else np.nan
-        self._set_weights(model.unflatten(run["theta"]), mults, scalings)
-        self.n_layers_ = len(self.coefs_) + 1
-        self.n_outputs_ = Y.shape[1]
-        if self.diverged_:
-            warn_divergence(self, self.n_iter_)
-        if self.verbose:
-            print(
-                f"[MLPRegressor] steps={self.n_iter_} diverged={self.diverged_} "
-                f"lambda_H0={self.initial_sharpness_:.6g} "
-                f"final loss={self.loss_curve_[-1]:.6g} HVPs={self.n_hvp_}"
-            )
-        return self
-
-    def _engine_model(self, X, Y):
-        Y = _as_2d(Y)
-        if Y.shape[1] != self.n_outputs_:
-            raise ValueError(
-                f"y has {Y.shape[1]} outputs, the fitted network {self.n_outputs_}."
-            )
-        shapes = [tuple(sh) for sh in self._shapes(X.shape[1], Y.shape[1])]
-        mults = self._engine_state["multipliers"]
-        model = MLPModel(X, Y, shapes, mults, self.activation)
-        return model, self._engine_state["run"]["theta"]
-
-    def _coordinate_scale(self, shapes, scalings):
-        """``sqrt(lr_scale)`` of every trained coordinate (see Notes)."""
-        roots = (
-            np.sqrt(scalings["lr_scale"]),
-            np.sqrt(_bias_lr_scale(scalings["lr_scale"])),
-        )
-        parts, layer = [], -1
-        for shape in shapes:
-            bias = len(shape) == 1
-            layer += not bias
-            parts.append(np.full(int(np.prod(shape)), roots[bias][layer]))
-        return np.concatenate(parts)
-
-    def _shapes(self, n_features, n_outputs):
-        sizes = [n_features, *self._hidden_sizes(), n_outputs]
-        shapes = []
-        for fan_in, fan_out in zip(sizes[:-1], sizes[1:], strict=True):
-            shapes.append((fan_in, fan_out))
-            if self.fit_intercept:
-                shapes.append((fan_out,))
-        return shapes
-
-    def _set_weights(self, params, mults, scalings):
-        """Store the matrices the network applies (see Notes)."""
-        root_c = np.sqrt(_bias_lr_scale(scalings["lr_scale"]))
-        layers = _layers(params, mults)
-        self.coefs_ = [m_w * W for W, m_w, _, _ in layers]
-        self.intercepts_ = [
-            np.zeros(W.shape[1]) if b is None else root_c[i] * b
-            for i, (W, _, b, _) in enumerate(layers)
-        ]
-        self.scalings_ = scalings
+        return X, _as_2d(check_numeric_targets(y)), "squared_error"
 
     def predict(self, X):
         """Network output.
@@ -983,10 +1057,7 @@ class MLPRegressor(HessianMixin, RegressorMixin, BaseEstimator):
         y_pred : ndarray of shape (n_samples,) or (n_samples, n_outputs)
             Predictions; 1-D when the network has a single output.
         """
-        check_is_fitted(self)
-        X = validate_data(self, X, reset=False, dtype=np.float64)
-        with np.errstate(over="ignore", invalid="ignore"):
-            out = mlp_predict(self.coefs_, self.intercepts_, X, self.activation)[-1]
+        out = self._forward(X)
         return out.ravel() if out.shape[1] == 1 else out
 
     def __sklearn_tags__(self):
@@ -995,7 +1066,314 @@ class MLPRegressor(HessianMixin, RegressorMixin, BaseEstimator):
         return tags
 
 
-MLPRegressor.__doc__ = MLPRegressor.__doc__.replace("%(optimizer)s", OPTIMIZER_DOC)
+def _check_proba(estimator):
+    """``predict_proba`` exists for the log loss only (as in SGDClassifier)."""
+    if estimator.loss != "log_loss":
+        raise AttributeError(
+            f"probability estimates are not available for loss={estimator.loss!r}"
+        )
+    return True
+
+
+def _class_targets(codes, n_classes, n_outputs):
+    """Targets of class indices: one column of 0/1, or one-hot rows."""
+    if n_outputs == 1:
+        return codes.astype(np.float64)[:, None]
+    return np.eye(n_classes)[codes]
+
+
+@_fill_doc
+class MLPClassifier(ClassifierMixin, _BaseMLP):
+    """Fully connected classifier trained by gradient descent, tracking sharpness.
+
+    The classification counterpart of :class:`MLPRegressor`, with the same
+    parameters, engine and traces.  ``fit`` runs gradient descent (full
+    batch by default) on the cross-entropy of the softmax of the network's
+    outputs (``loss="log_loss"``; one logistic output for two classes, as in
+    scikit-learn's :class:`~sklearn.neural_network.MLPClassifier`), or on
+    the squared error of one-hot targets (``loss="squared_error"``, the
+    setting of most edge-of-stability studies), and records the loss and the
+    sharpness ``lambda_H`` (top eigenvalue of the loss Hessian) every
+    ``record_every`` steps.  With cross-entropy the sharpness rises to the
+    edge of stability ``2 / eta`` too, and later falls as the margins grow
+    and the softmax saturates (see the user guide's classification page).
+
+    Parameters
+    ----------
+    hidden_layer_sizes : array-like of shape (n_hidden_layers,), default=(100,)
+        Width of each hidden layer; ``()`` gives a linear model (multinomial
+        logistic regression for the log loss).
+    loss : {"log_loss", "squared_error"}, default="log_loss"
+        ``"log_loss"``: cross-entropy ``-sum_i log p_{y_i}(x_i) / n_samples``
+        of the softmax of one output per class, or of one logistic output for
+        two classes.  ``"squared_error"``: ``sum_i |f(x_i) - e_{y_i}|**2 /
+        (2 n_samples)`` with one-hot targets ``e_y`` and one output per class
+        (two for two classes); the class is that of the largest output.
+    activation : {"identity", "logistic", "tanh", "relu"}, default="tanh"
+        Hidden-layer activation; the output activation is that of the loss
+        (``out_activation_``).
+    %(parameters)s
+    random_state : int, RandomState instance or None, default=None
+        Seeds the initialization, the measurement batch, the tangent vector and
+        the SGD shuffles.
+    verbose : int, default=0
+        Print a one-line summary of each fit when positive, and from 2 on also
+        a progress line (step, loss, ``learning_rate_ * lambda_H``) every tenth
+        of the run.
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+        Class labels, sorted (any labels :func:`numpy.unique` sorts: integers,
+        strings, ...).
+    %(attributes)s
+
+    See Also
+    --------
+    MLPRegressor : The same network on real-valued targets (squared error).
+    sklearn.neural_network.MLPClassifier : The same network trained by Adam or
+        SGD with momentum, without sharpness tracking.
+
+    Notes
+    -----
+    Initialization, parameterizations, learning-rate scales, the measurement
+    coordinates and the cost of a measurement are those of
+    :class:`MLPRegressor` (see its Notes).  The losses come from the table
+    :data:`sharpsk._losses.LOSS_FUNCTIONS`: ``log_loss`` (softmax,
+    ``out_activation_ = "softmax"``) for three classes or more,
+    ``binary_log_loss`` (``"logistic"``) for two, ``squared_error``
+    (``"identity"``).  For each, the gradient with respect to the outputs is
+    ``(p - y) / n_samples`` and the output-space Hessian is ``diag(p) - p
+    p^T`` (softmax), ``p (1 - p)`` (logistic) or the identity, divided by
+    ``n_samples``; Hessian-vector products are exact (Pearlmutter's
+    R-operator started from that Hessian), and ``ntk_trace_`` is the top
+    eigenvalue of the Gauss-Newton matrix ``J^T H_out J``, the NTK weighted by
+    the output Hessian.  Unlike the squared error's, this Hessian vanishes as
+    the probabilities saturate: once the training set is fitted, growing
+    margins flatten the loss and the sharpness decreases.
+
+    A cross-entropy run *diverges* at the first step whose loss or weights
+    are not finite or whose largest ``|logit|`` exceeds ``1e6`` times its
+    initial value or 1 (the targets' scale): the residual ``p - y`` is bounded
+    and cannot signal a blow-up, and logits of ``1e6`` saturate the softmax
+    to the last bit.  A converging run's logits grow only logarithmically.
+
+    References
+    ----------
+    J. M. Cohen, S. Kaur, Y. Li, J. Z. Kolter and A. Talwalkar, "Gradient
+    Descent on Neural Networks Typically Occurs at the Edge of Stability",
+    ICLR 2021.
+
+    D. S. Kalra, T. He and M. Barkeshli, "Universal Sharpness Dynamics in
+    Neural Network Training: Fixed Point Analysis, Edge of Stability, and Route
+    to Chaos", ICLR 2025, arXiv:2311.02076.
+
+    Examples
+    --------
+    >>> from sharpsk import MLPClassifier
+    >>> from sharpsk.datasets import load_digits_onehot
+    >>> X, Y = load_digits_onehot(n_samples=200, random_state=0)
+    >>> y = Y.argmax(axis=1)
+    >>> clf = MLPClassifier((32,), learning_rate=1.0, lr_units="initial_sharpness",
+    ...                     max_iter=50, record_every=10, random_state=0)
+    >>> clf = clf.fit(X, y)
+    >>> clf.classes_
+    array([0, 1, 2, 3, 4, 5, 6, 7, 8, 9])
+    >>> clf.out_activation_, clf.n_outputs_, clf.steps_
+    ('softmax', 10, array([ 0, 10, 20, 30, 40, 50]))
+    >>> clf.predict_proba(X[:2]).sum(axis=1)
+    array([1., 1.])
+    >>> bool(clf.score(X, y) > 0.9), bool(clf.loss_curve_[-1] < clf.loss_curve_[0])
+    (True, True)
+    """
+
+    _parameter_constraints: dict = {
+        **_BaseMLP._parameter_constraints,
+        "loss": [StrOptions({"log_loss", "squared_error"})],
+    }
+
+    def __init__(
+        self,
+        hidden_layer_sizes=(100,),
+        *,
+        loss="log_loss",
+        activation="tanh",
+        fit_intercept=True,
+        learning_rate=0.01,
+        lr_units="absolute",
+        max_iter=200,
+        batch_size=None,
+        parameterization="sp",
+        init_scale=1.0,
+        record_every=1,
+        sharpness_tol=1e-6,
+        sharpness_batch_size=None,
+        compute_ntk=False,
+        compute_lyapunov=False,
+        optimizer="gd",
+        momentum=0.9,
+        beta_1=0.9,
+        beta_2=0.999,
+        epsilon=1e-8,
+        warm_start=False,
+        blas_threads=1,
+        random_state=None,
+        verbose=0,
+    ):
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.loss = loss
+        self.activation = activation
+        self.fit_intercept = fit_intercept
+        self.learning_rate = learning_rate
+        self.lr_units = lr_units
+        self.max_iter = max_iter
+        self.batch_size = batch_size
+        self.parameterization = parameterization
+        self.init_scale = init_scale
+        self.record_every = record_every
+        self.sharpness_tol = sharpness_tol
+        self.sharpness_batch_size = sharpness_batch_size
+        self.compute_ntk = compute_ntk
+        self.compute_lyapunov = compute_lyapunov
+        self.optimizer = optimizer
+        self.momentum = momentum
+        self.beta_1 = beta_1
+        self.beta_2 = beta_2
+        self.epsilon = epsilon
+        self.warm_start = warm_start
+        self.blas_threads = blas_threads
+        self.random_state = random_state
+        self.verbose = verbose
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y):
+        """Run gradient descent on ``(X, y)`` and record the traces.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Training inputs.
+        y : array-like of shape (n_samples,)
+            Class labels (at least two classes).
+
+        Returns
+        -------
+        self : MLPClassifier
+            The fitted estimator.
+        """
+        return self._fit(X, y, self.record_every)
+
+    def _validate_input(self, X, y, reset):
+        X, y = validate_data(self, X, y, dtype=np.float64, reset=reset)
+        check_classification_targets(y)
+        classes, codes = np.unique(y, return_inverse=True)
+        if reset:
+            if classes.size < 2:
+                raise ValueError(
+                    f"{type(self).__name__} needs at least 2 classes in y; got 1 "
+                    f"class: {classes[0]!r}."
+                )
+            self.classes_ = classes
+        elif not np.array_equal(classes, self.classes_):
+            raise ValueError(
+                f"warm_start: y has the classes {classes.tolist()}, the previous "
+                f"fit had {self.classes_.tolist()}."
+            )
+        binary = self.loss == "log_loss" and classes.size == 2
+        loss = "binary_log_loss" if binary else self.loss
+        n_outputs = 1 if binary else classes.size
+        return X, _class_targets(codes, classes.size, n_outputs), loss
+
+    def _encode(self, y):
+        """Targets of fitted labels ``y``, as the network was trained on."""
+        y = column_or_1d(y, warn=True)
+        unseen = np.setdiff1d(y, self.classes_)
+        if unseen.size:
+            raise ValueError(f"y has labels not seen in fit: {unseen.tolist()}.")
+        codes = np.searchsorted(self.classes_, y)
+        return _class_targets(codes, self.classes_.size, self.n_outputs_)
+
+    def hessian_operator(self, X, y):
+        """The Hessian of the training loss at the fitted weights.
+
+        In the coordinates in which the optimizer steps with the plain
+        ``learning_rate``, so its top eigenvalue is comparable with
+        ``stability_threshold_``, as ``sharpness_trace_`` is.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Inputs, e.g. the training data.
+        y : array-like of shape (n_samples,)
+            Class labels, among ``classes_``.
+
+        Returns
+        -------
+        hessian : scipy.sparse.linalg.LinearOperator of shape (P, P)
+            Exact Hessian-vector products (``hessian @ v``), ``P`` the number
+            of trained parameters; see :mod:`sharpsk.hessian` for its
+            spectrum.
+        """
+        check_is_fitted(self)
+        return super().hessian_operator(X, self._encode(y))
+
+    def predict(self, X):
+        """Class of the largest output (the sign of the logit for two classes).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Inputs.
+
+        Returns
+        -------
+        y_pred : ndarray of shape (n_samples,)
+            Predicted class labels, from ``classes_``.
+        """
+        out = self._forward(X)
+        if out.shape[1] == 1:
+            return self.classes_[(out[:, 0] > 0).astype(np.intp)]
+        return self.classes_[np.argmax(out, axis=1)]
+
+    @available_if(_check_proba)
+    def predict_proba(self, X):
+        """Class probabilities (``loss="log_loss"`` only).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Inputs.
+
+        Returns
+        -------
+        proba : ndarray of shape (n_samples, n_classes)
+            Softmax of the outputs (for two classes ``1 - p`` and ``p``, the
+            logistic of the single output), in the order of ``classes_``.
+        """
+        out = self._forward(X)
+        if out.shape[1] == 1:
+            p = expit(out)
+            return np.hstack([1.0 - p, p])
+        return softmax(out, axis=1)
+
+    @available_if(_check_proba)
+    def predict_log_proba(self, X):
+        """Logarithm of the class probabilities, computed stably.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Inputs.
+
+        Returns
+        -------
+        log_proba : ndarray of shape (n_samples, n_classes)
+            ``log(predict_proba(X))`` without its underflow to ``-inf``.
+        """
+        out = self._forward(X)
+        if out.shape[1] == 1:
+            return np.hstack([log_expit(-out), log_expit(out)])
+        return log_softmax(out, axis=1)
 
 
 def _streams(rng):
@@ -1027,7 +1405,11 @@ class _MLPPoint(Point):
     def __init__(self, pt):
         self.pt = pt
         self.loss = pt["loss"]
-        self.residual_max = float(np.max(np.abs(pt["residual"])))
+        # max |f - y| for the squared error, the largest |logit| for the log
+        # losses (whose residual p - y is bounded): see _losses.Loss
+        self.residual_max = pt["loss_function"].divergence_scale(
+            pt["output"], pt["residual"]
+        )
         self._matvecs = {}
 
     def gradient(self):
@@ -1048,7 +1430,7 @@ class _MLPPoint(Point):
 
 
 class MLPModel(Model):
-    """A fully connected network with squared error, as an engine model.
+    """A fully connected network and its loss, as an engine model.
 
     Parameters
     ----------
@@ -1060,11 +1442,13 @@ class MLPModel(Model):
         One per entry of ``shapes``.
     activation : str
         Hidden-layer activation.
+    loss : str, default="squared_error"
+        A key of :data:`~sharpsk._losses.LOSS_FUNCTIONS`.
     """
 
-    def __init__(self, X, Y, shapes, multipliers, activation):
+    def __init__(self, X, Y, shapes, multipliers, activation, loss="squared_error"):
         self.X, self.Y, self.shapes = X, Y, shapes
-        self.multipliers, self.activation = multipliers, activation
+        self.multipliers, self.activation, self.loss = multipliers, activation, loss
         self.bounds = np.cumsum([0] + [int(np.prod(sh)) for sh in shapes])
         self.n_params = int(self.bounds[-1])
         self.target_max = float(np.max(np.abs(Y))) if Y.size else 0.0
@@ -1077,5 +1461,12 @@ class MLPModel(Model):
     def point(self, theta, rows=None):
         X, Y = (self.X, self.Y) if rows is None else (self.X[rows], self.Y[rows])
         return _MLPPoint(
-            mlp_point(self.unflatten(theta), X, Y, self.multipliers, self.activation)
+            mlp_point(
+                self.unflatten(theta),
+                X,
+                Y,
+                self.multipliers,
+                self.activation,
+                self.loss,
+            )
         )

@@ -32,7 +32,13 @@ from numbers import Integral, Real
 
 import numpy as np
 from joblib.memory import CacheWarning
-from sklearn.base import BaseEstimator, MetaEstimatorMixin, _fit_context, clone
+from sklearn.base import (
+    BaseEstimator,
+    MetaEstimatorMixin,
+    _fit_context,
+    clone,
+    is_classifier,
+)
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import (
     HasMethods,
@@ -623,7 +629,12 @@ default=None
             The fitted scan.
         """
         X, y = validate_data(
-            self, X, y, multi_output=True, y_numeric=True, dtype=np.float64
+            self,
+            X,
+            y,
+            multi_output=True,
+            y_numeric=not is_classifier(self.estimator),
+            dtype=np.float64,
         )
         lrs, values = self._check_grid()
         band = deprecated_eos_band(self.eos_band, self.edge_band)

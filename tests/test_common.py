@@ -8,6 +8,7 @@ from sklearn.utils.estimator_checks import (
 
 from sharpsk import (
     LearningRateScan,
+    MLPClassifier,
     MLPRegressor,
     ParameterizationTransformer,
     UVRegressor,
@@ -18,6 +19,23 @@ ESTIMATORS = [
     UVRegressor(width=8, max_iter=100, learning_rate=0.1, random_state=0),
     MLPRegressor(
         (8,),
+        learning_rate=1.0,
+        lr_units="initial_sharpness",
+        max_iter=60,
+        record_every=30,
+        random_state=0,
+    ),
+    MLPClassifier(
+        (8,),
+        learning_rate=1.0,
+        lr_units="initial_sharpness",
+        max_iter=60,
+        record_every=30,
+        random_state=0,
+    ),
+    MLPClassifier(
+        (8,),
+        loss="squared_error",
         learning_rate=1.0,
         lr_units="initial_sharpness",
         max_iter=60,

@@ -7,6 +7,7 @@ STORY = (
     "plot_phase_diagram.py",
     "plot_mlp_digits_eos.py",
     "plot_optimizers_eos.py",
+    "plot_cross_entropy_eos.py",
     "plot_hessian_spectrum.py",
     "plot_dask_and_caching.py",
 )
