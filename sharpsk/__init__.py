@@ -10,7 +10,8 @@ trace, spectral density); ``sharpsk.plotting`` is a separate public module
 (it imports matplotlib, so ``import sharpsk`` does not load it).
 """
 
-from . import hessian
+from . import hessian  # noqa: F401  (the module, documented as sharpsk.hessian)
+from ._autograd import AutogradRegressor
 from ._base import DivergenceWarning
 from ._dynamics import (
     classify_run,
@@ -29,6 +30,7 @@ from ._uv import UVRegressor
 from ._version import __version__
 
 __all__ = [
+    "AutogradRegressor",
     "DivergenceWarning",
     "LR_UNITS",
     "LearningRateScan",
@@ -45,6 +47,5 @@ __all__ = [
     "UVRegressor",
     "ParameterizationTransformer",
     "parameterization_table",
-    "hessian",
     "__version__",
 ]

@@ -220,3 +220,27 @@ def store_traces(estimator, traces, *, n_iter, diverged, append=False, **extra):
     estimator.stability_threshold_ = _constant_or_trace(estimator._threshold_records)
     for key, value in extra.items():
         setattr(estimator, key, value)
+
+
+def store_run(estimator, run, *, warm, compute_lyapunov):
+    """Fitted attributes of an engine run: the traces, ``n_hvp_`` and the
+    Lyapunov exponent (``tangent_log_growth_`` continued on a warm start).
+    """
+    growth = np.asarray(run["growth"], dtype=float)
+    if warm and getattr(estimator, "tangent_log_growth_", None) is not None:
+        growth = np.concatenate([estimator.tangent_log_growth_, growth])
+    store_traces(
+        estimator,
+        run["traces"],
+        n_iter=run["n_iter"],
+        diverged=run["diverged"],
+        append=warm,
+    )
+    estimator.n_hvp_ = int(estimator.hvp_trace_.sum()) + (
+        growth.size if compute_lyapunov else 0
+    )
+    estimator.tangent_log_growth_ = growth if compute_lyapunov else None
+    estimator.lyapunov_exponent_ = None
+    if compute_lyapunov:
+        n = growth.size
+        estimator.lyapunov_exponent_ = float(np.mean(growth[n // 2 :])) if n else np.nan

@@ -274,6 +274,16 @@ def _finite(theta, point):
     return bool(np.isfinite(point.loss) and np.all(np.isfinite(theta)))
 
 
+def draw_streams(rng):
+    """Measurement-batch, tangent and shuffle generators, drawn after the init.
+
+    Independent streams: toggling one option does not change the others.  Every
+    estimator draws them alike, so one network written two ways (e.g. as an
+    :class:`~sharpsk.AutogradRegressor` loss) gets the same runs.
+    """
+    return tuple(np.random.RandomState(s) for s in rng.randint(2**31 - 1, size=3))
+
+
 def _initial_tangent(rng, n):
     """Unit Gaussian start of the Lyapunov tangent vector."""
     tangent = rng.standard_normal(n)

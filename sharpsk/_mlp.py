@@ -39,10 +39,10 @@ from ._base import (
     check_memory,
     check_numeric_targets,
     make_estimator_optimizer,
-    store_traces,
+    store_run,
     warn_divergence,
 )
-from ._engine import Model, Point, train
+from ._engine import Model, Point, draw_streams, train
 from ._losses import get_loss
 from ._parameterization import resolve_parameterization
 
@@ -697,7 +697,7 @@ class _BaseMLP(HessianMixin, BaseEstimator):
             rng = check_random_state(self.random_state)
             params, mults, scalings = self._initialize(X.shape[1], Y.shape[1], rng)
             theta = np.concatenate([p.ravel() for p in params])
-            rng_measure, rng_tangent, rng_shuffle = _streams(rng)
+            rng_measure, rng_tangent, rng_shuffle = draw_streams(rng)
             streams = {"measure": rng_measure, "tangent": rng_tangent, "batches": None}
             n_samples = X.shape[0]
             if self.batch_size is not None and self.batch_size < n_samples:
@@ -747,24 +747,7 @@ class _BaseMLP(HessianMixin, BaseEstimator):
         )
         state["run"] = run["state"]
         self._engine_state = state
-        growth = np.asarray(run["growth"], dtype=float)
-        if warm and self.tangent_log_growth_ is not None:
-            growth = np.concatenate([self.tangent_log_growth_, growth])
-        store_traces(
-            self,
-            run["traces"],
-            n_iter=run["n_iter"],
-            diverged=run["diverged"],
-            append=warm,
-        )
-        self.n_hvp_ = int(self.hvp_trace_.sum()) + (
-            growth.size if self.compute_lyapunov else 0
-        )
-        self.tangent_log_growth_ = growth if self.compute_lyapunov else None
-        self.lyapunov_exponent_ = None
-        if self.compute_lyapunov:
-            n = growth.size
-            self.lyapunov_exponent_ = float(np.mean(growth[n // 2 :])) if n else np.nan
+        store_run(self, run, warm=warm, compute_lyapunov=self.compute_lyapunov)
         self._set_weights(model.unflatten(run["theta"]), mults, scalings)
         self.n_layers_ = len(self.coefs_) + 1
         self.n_outputs_ = Y.shape[1]
@@ -1374,14 +1357,6 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         if out.shape[1] == 1:
             return np.hstack([log_expit(-out), log_expit(out)])
         return log_softmax(out, axis=1)
-
-
-def _streams(rng):
-    """Measurement-batch, tangent and shuffle generators, drawn after the init.
-
-    Independent streams: toggling one option does not change the others.
-    """
-    return tuple(np.random.RandomState(s) for s in rng.randint(2**31 - 1, size=3))
 
 
 class _Minibatches:

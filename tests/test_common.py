@@ -1,5 +1,7 @@
 """scikit-learn's own estimator checks over every public estimator."""
 
+import autograd.numpy as anp
+import numpy as np
 import pytest
 from sklearn.utils.estimator_checks import (
     check_param_validation,
@@ -7,12 +9,33 @@ from sklearn.utils.estimator_checks import (
 )
 
 from sharpsk import (
+    AutogradRegressor,
     LearningRateScan,
     MLPClassifier,
     MLPRegressor,
     ParameterizationTransformer,
     UVRegressor,
 )
+
+
+def _tanh_loss(params, X, y):
+    """A one-hidden-layer tanh network with squared error, any output shape."""
+    out = anp.dot(anp.tanh(anp.dot(X, params["w"])), params["v"])
+    out = out[:, 0] if y.ndim == 1 else out
+    return 0.5 * anp.mean(anp.sum(anp.reshape(out - y, (X.shape[0], -1)) ** 2, 1))
+
+
+def _tanh_forward(params, X):
+    out = np.tanh(X @ params["w"]) @ params["v"]
+    return out[:, 0] if out.shape[1] == 1 else out
+
+
+def _tanh_init(n_features, n_outputs, rng):
+    return {
+        "w": rng.normal(size=(n_features, 6)) / np.sqrt(n_features),
+        "v": rng.normal(size=(6, n_outputs)) / np.sqrt(6),
+    }
+
 
 # Small, fast settings: the checks fit each estimator dozens of times.
 ESTIMATORS = [
@@ -36,6 +59,16 @@ ESTIMATORS = [
     MLPClassifier(
         (8,),
         loss="squared_error",
+        learning_rate=1.0,
+        lr_units="initial_sharpness",
+        max_iter=60,
+        record_every=30,
+        random_state=0,
+    ),
+    AutogradRegressor(
+        _tanh_loss,
+        _tanh_init,
+        forward=_tanh_forward,
         learning_rate=1.0,
         lr_units="initial_sharpness",
         max_iter=60,
