@@ -8,6 +8,7 @@ STORY = (
     "plot_mlp_digits_eos.py",
     "plot_optimizers_eos.py",
     "plot_cross_entropy_eos.py",
+    "plot_own_model.py",
     "plot_hessian_spectrum.py",
     "plot_dask_and_caching.py",
 )
