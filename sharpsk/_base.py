@@ -178,7 +178,7 @@ def _constant_or_trace(values):
     return values
 
 
-def store_traces(estimator, traces, *, n_iter, diverged, append=False, **extra):
+def store_traces(estimator, traces, *, n_iter, diverged, append=False):
     """Set the trace attributes of :data:`~sharpsk._engine.TRACE_ATTRIBUTES`.
 
     ``traces`` maps ``steps, loss, sharpness, n_hvp, converged, eta,
@@ -218,8 +218,6 @@ def store_traces(estimator, traces, *, n_iter, diverged, append=False, **extra):
         estimator.initial_sharpness_ = float(estimator.sharpness_trace_[0])
     estimator.learning_rate_ = _constant_or_trace(estimator._eta_records)
     estimator.stability_threshold_ = _constant_or_trace(estimator._threshold_records)
-    for key, value in extra.items():
-        setattr(estimator, key, value)
 
 
 def store_run(estimator, run, *, warm, compute_lyapunov):
