@@ -238,6 +238,12 @@ def _step_size(estimator):
 def _trace_frames(data, func, x, y, ntk, loss):
     """Sharpness and loss frames of a fitted regressor or of tidy data."""
     if hasattr(data, "fit") and not isinstance(data, (pd.DataFrame, Mapping)):
+        if hasattr(data, "results_"):
+            raise TypeError(
+                f"{func}: a fitted {type(data).__name__} keeps the tails of its "
+                "runs, not their traces: plot them with plot_bifurcation, or fit "
+                "one run (e.g. the estimator at one learning rate) and plot that."
+            )
         if not hasattr(data, "sharpness_trace_"):
             raise NotFittedError(
                 f"{func}: this {type(data).__name__} is not fitted yet (no "
@@ -924,6 +930,12 @@ def plot_lyapunov(
     xv, xlabel = _normalized_x(frame, x, _x_units(lr_units, normalize, func), func)
     yv = frame[y].to_numpy(dtype=float)
     keep = np.isfinite(xv) & np.isfinite(yv)
+    if len(frame) and not keep.any():
+        raise ValueError(
+            f"{func}: no run has a finite {y!r}: exponents are measured for "
+            "the UV model on one example, or by estimators fitted with "
+            "compute_lyapunov=True (diverged runs have none)."
+        )
     ax = _get_ax(ax)
     ax.axhline(0.0, color="k", lw=0.8, gid="zero")
     if show_line and keep.any():

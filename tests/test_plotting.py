@@ -11,7 +11,7 @@ from matplotlib.colors import to_rgba
 from numpy.testing import assert_allclose, assert_array_equal
 from sklearn.exceptions import NotFittedError
 
-from sharpsk import UVRegressor
+from sharpsk import LearningRateScan, UVRegressor
 from sharpsk._dynamics import LABELS
 from sharpsk._maps import uv_sharpness, uv_simulate, uv_step
 from sharpsk.plotting import (
@@ -725,3 +725,24 @@ def test_plot_sharpness_of_a_schedule_and_a_warm_restart():
     plot_sharpness(est, ax=ax)
     (edge,) = _by_gid(ax, "edge")
     assert_allclose(np.unique(edge.get_ydata()), [4.0, 8.0])
+
+
+def test_plots_say_why_they_cannot_draw(uv_scan):
+    # Regression (issue 12): an empty Axes without a word, and "not fitted"
+    # for a fitted scan.
+    runs = pd.DataFrame(
+        {
+            "learning_rate": [0.1, 0.2],
+            "lyapunov": [np.nan, np.nan],
+            "label": ["eos"] * 2,
+        }
+    )
+    with pytest.raises(ValueError, match="compute_lyapunov=True"):
+        plot_lyapunov(runs)
+    scan = LearningRateScan(
+        UVRegressor(4, max_iter=20, random_state=0),
+        learning_rates=[0.1],
+        progress=False,
+    ).fit(np.ones((1, 2)), np.ones(1))
+    with pytest.raises(TypeError, match="plot_bifurcation"):
+        plot_sharpness(scan)
