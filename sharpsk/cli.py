@@ -369,10 +369,15 @@ def run_demo(args):
     tails = pd.DataFrame(scan.trace_tails_)
     tails.to_csv(out / "trace_tails.csv", index=False)
 
-    fig, axes = plt.subplots(3, 1, figsize=(8, 10), sharex=True)
+    fig, axes = plt.subplots(
+        3, 1, figsize=(8, 9), sharex=True, gridspec_kw={"height_ratios": (3, 3, 1)}
+    )
     plotting.plot_bifurcation(tails, results=frame, lr_units="critical", ax=axes[0])
     plotting.plot_lyapunov(frame, lr_units="critical", ax=axes[1])
     plotting.plot_phase_diagram(frame, lr_units="critical", ax=axes[2])
+    axes[0].legend(loc="upper left", fontsize="small")  # names the edge line
+    for ax in axes:  # shared axes, each panel readable on its own
+        ax.xaxis.set_tick_params(labelbottom=True)
     fig.suptitle(f"UV model, width {DEMO['width']}: the route to chaos")
     fig.tight_layout()
     fig.savefig(out / "route_to_chaos.png", dpi=120)
@@ -385,8 +390,17 @@ def run_demo(args):
             warnings.simplefilter("ignore")
             run = est.set_params(learning_rate=ratio * eta_c, max_iter=60).fit(X, y)
         plotting.plot_sharpness(run, ax=ax)
-        ax.set_title(f"eta / eta_c = {ratio}")
-    fig.tight_layout()
+        nearest = (frame["eta_over_eta_c"] - ratio).abs().idxmin()
+        ax.set_title(rf"$\eta\,/\,\eta_c = {ratio}$: {frame.loc[nearest, 'label']}")
+    # one legend for the four panels, below them, covering no curve
+    legend = axes.flat[0].get_legend()
+    handles = legend.legend_handles
+    texts = [t.get_text() for t in legend.get_texts()]
+    for ax in axes.flat:
+        if ax.get_legend() is not None:
+            ax.get_legend().remove()
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    fig.legend(handles, texts, loc="lower center", ncol=len(texts), frameon=False)
     fig.savefig(out / "sharpness_traces.png", dpi=120)
     plt.close(fig)
 
