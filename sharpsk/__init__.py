@@ -26,6 +26,7 @@ from ._engine import LR_UNITS, LinearWarmup
 from ._mlp import MLPClassifier, MLPRegressor
 from ._parameterization import ParameterizationTransformer, parameterization_table
 from ._scan import LearningRateScan
+from ._torch import TorchRegressor  # imports torch only when it fits
 from ._uv import UVRegressor
 from ._version import __version__
 
@@ -44,6 +45,7 @@ __all__ = [
     "uv_lyapunov",
     "MLPClassifier",
     "MLPRegressor",
+    "TorchRegressor",
     "UVRegressor",
     "ParameterizationTransformer",
     "parameterization_table",

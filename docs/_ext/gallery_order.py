@@ -9,6 +9,7 @@ STORY = (
     "plot_optimizers_eos.py",
     "plot_cross_entropy_eos.py",
     "plot_own_model.py",
+    "plot_torch_cnn_digits.py",
     "plot_hessian_spectrum.py",
     "plot_dask_and_caching.py",
 )
