@@ -138,6 +138,11 @@ class AutogradRegressor(HessianMixin, RegressorMixin, BaseEstimator):
         Continue the previous fit, appending to every trace.
     blas_threads : int or None, default=1
         BLAS threads during the fit; None leaves them as they are.
+    k : int, default=1
+        Eigenvalues tracked at the top of the Hessian spectrum: with ``k > 1``
+        every record also holds the top ``k`` (``top_eigenvalues_trace_``),
+        from :func:`sharpsk.hessian.eigenpairs` warm-started at the previous
+        eigenvectors (about ``k`` times the products of one).
     random_state : int, RandomState instance or None, default=None
         Seeds ``init`` and the Lyapunov tangent.
     verbose : int, default=0
@@ -155,6 +160,8 @@ class AutogradRegressor(HessianMixin, RegressorMixin, BaseEstimator):
         Hessian-vector products per record.
     sharpness_converged_ : ndarray of shape (n_records,)
         Whether each measurement met ``sharpness_tol``.
+    top_eigenvalues_trace_ : ndarray of shape (n_records, k) or None
+        The top ``k`` Hessian eigenvalues of each record (None for ``k=1``).
     ntk_trace_ : None
         Not measured (the loss hides the outputs).
     stability_threshold_ : float or ndarray of shape (n_records,)
@@ -245,6 +252,7 @@ class AutogradRegressor(HessianMixin, RegressorMixin, BaseEstimator):
         epsilon=1e-8,
         warm_start=False,
         blas_threads=1,
+        k=1,
         random_state=None,
         verbose=0,
     ):
@@ -264,6 +272,7 @@ class AutogradRegressor(HessianMixin, RegressorMixin, BaseEstimator):
         self.epsilon = epsilon
         self.warm_start = warm_start
         self.blas_threads = blas_threads
+        self.k = k
         self.random_state = random_state
         self.verbose = verbose
 
@@ -318,6 +327,7 @@ class AutogradRegressor(HessianMixin, RegressorMixin, BaseEstimator):
             rng_tangent=rng_tangent,
             resume=self._engine_state["run"] if warm else None,
             blas_threads=self.blas_threads,
+            k=self.k,
         )
         self._structure = structure
         self._engine_state = {"run": run["state"], "tangent": rng_tangent}

@@ -38,6 +38,7 @@ GD_PARAMETER_CONSTRAINTS = {
     "record_every": [Interval(Integral, 1, None, closed="left")],
     "warm_start": ["boolean"],
     "blas_threads": [Interval(Integral, 1, None, closed="left"), None],
+    "k": [Interval(Integral, 1, None, closed="left")],
     "random_state": ["random_state"],
     "verbose": ["verbose"],
 }
@@ -195,23 +196,33 @@ def store_traces(estimator, traces, *, n_iter, diverged, append=False):
         "ntk": ("ntk_trace_", float),
         "preconditioned": ("preconditioned_sharpness_trace_", float),
         "residual": ("residual_trace_", float),
+        "top_k": ("top_eigenvalues_trace_", float),
         "eta": ("_eta_records", float),
         "threshold": ("_threshold_records", float),
     }
     n_old = len(estimator.steps_) if append else 0
     n_new = len(traces["steps"])
+    new = {}  # all checked before any attribute changes
     for key, (attr, dtype) in names.items():
         value = traces.get(key)
         old = getattr(estimator, attr, None) if append else None
         if value is None and old is None:
-            setattr(estimator, attr, None)
+            new[attr] = None
             continue
         # an optional trace switched on or off between warm fits: NaN there
-        value = np.full(n_new, np.nan) if value is None else value
+        if value is None:
+            value = np.full((n_new,) + np.shape(old)[1:], np.nan)
         value = np.asarray(value, dtype=dtype)
         if append and old is None:
-            old = np.full(n_old, np.nan)
-        setattr(estimator, attr, value if old is None else np.concatenate([old, value]))
+            old = np.full((n_old,) + value.shape[1:], np.nan)
+        if old is not None and old.shape[1:] != value.shape[1:]:
+            raise ValueError(
+                f"warm_start: {attr} holds {old.shape[1:]} values per record, "
+                f"this fit {value.shape[1:]} (k changed between warm fits)."
+            )
+        new[attr] = value if old is None else np.concatenate([old, value])
+    for attr, value in new.items():
+        setattr(estimator, attr, value)
     estimator.n_iter_ = n_iter + (estimator.n_iter_ if append else 0)
     estimator.diverged_ = bool(diverged)
     if not append:

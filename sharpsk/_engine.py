@@ -28,6 +28,7 @@ from threadpoolctl import ThreadpoolController
 
 from ._maps import divergence_bound
 from ._sharpness import TopEigenTracker
+from .hessian import eigenpairs
 
 __all__ = ["LR_UNITS", "LinearWarmup", "resolve_learning_rate", "train"]
 
@@ -329,6 +330,7 @@ def train(
     report=None,
     report_every=0,
     blas_threads=1,
+    k=1,
 ):
     """Run an optimizer on a model and record the traces.
 
@@ -368,6 +370,11 @@ def train(
         ``report(t, loss, eta_times_sharpness)`` every ``report_every`` steps.
     blas_threads : int or None
         BLAS threads during the run (None: leave as is).
+    k : int
+        Eigenvalues tracked at the top of the Hessian spectrum: with ``k > 1``
+        every record also holds the top ``k`` (``traces["top_k"]``), from
+        :func:`sharpsk.hessian.eigenpairs` warm-started at the previous
+        eigenvectors; the sharpness is their first.
 
     Returns
     -------
@@ -396,7 +403,27 @@ def train(
             resume,
             report,
             report_every,
+            k,
         )
+
+
+class _TopKTracker:
+    """The top ``k`` eigenpairs along a run, each call warm-started."""
+
+    def __init__(self, k, tol):
+        self.k, self.tol, self.vectors = k, tol, None
+
+    def update(self, matvec, n):
+        if self.k >= n:
+            raise ValueError(
+                f"k={self.k} eigenvalues need more than {self.k} parameters; "
+                f"the model has {n}."
+            )
+        res = eigenpairs(
+            matvec, self.k, n=n, tol=self.tol, v0=self.vectors, random_state=0
+        )
+        self.vectors = res.eigenvectors
+        return res
 
 
 def _train(
@@ -416,8 +443,10 @@ def _train(
     resume,
     report,
     report_every,
+    k,
 ):
     keys = ("steps", "loss", "sharpness", "n_hvp", "converged", "eta", "threshold")
+    keys += ("top_k",) if k > 1 else ()
     keys += ("ntk",) if compute_ntk else ()
     keys += ("preconditioned",) if optimizer.adaptive else ()
     traces = {k: [] for k in keys}
@@ -436,6 +465,12 @@ def _train(
         t0, theta, lam0 = resume["step"], resume["theta"], resume["initial_sharpness"]
         opt_state, trackers = resume["optimizer"], resume["trackers"]
         tangent, bound = resume["tangent"], resume["bound"]
+        previous_k = getattr(trackers.get("top_k"), "k", k)
+        if k > 1 and previous_k != k:
+            raise ValueError(
+                f"warm_start: k={k}, but the run tracked the top {previous_k} "
+                "eigenvalues (k changed between warm fits)."
+            )
         fresh = optimizer.init_state(theta.size)
         if set(fresh) != set(opt_state):  # another optimizer: its state anew
             opt_state = fresh
@@ -455,7 +490,15 @@ def _train(
         mpoint = point if measure_rows is None else model.point(theta, measure_rows)
         finite = bool(np.isfinite(mpoint.loss))
         sharp, n_hvp, conv = np.nan, 0, False
-        if finite:
+        if k > 1:
+            top = np.full(k, np.nan)
+            if finite:
+                tracker = trackers.setdefault("top_k", _TopKTracker(k, sharpness_tol))
+                res = tracker.update(mpoint.hvp, model.n_params)
+                top, n_hvp, conv = res.eigenvalues, res.n_hvp, res.converged
+                sharp = top[0]
+            traces["top_k"].append(top)
+        elif finite:
             closed = mpoint.sharpness()
             if closed is None:
                 sharp, n_hvp, conv = track("hessian", mpoint.hvp)

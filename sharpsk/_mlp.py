@@ -545,7 +545,12 @@ _PARAMETERS_DOC = """fit_intercept : bool, default=True
         (a run split into two fits is bit-identical to one long run).
     blas_threads : int or None, default=1
         BLAS threads during the fit; None leaves them as they are.  Small
-        matrices are faster on one thread (see the benchmarks)."""
+        matrices are faster on one thread (see the benchmarks).
+    k : int, default=1
+        Eigenvalues tracked at the top of the Hessian spectrum: with ``k > 1``
+        every record also holds the top ``k`` (``top_eigenvalues_trace_``),
+        from :func:`sharpsk.hessian.eigenpairs` warm-started at the previous
+        eigenvectors (about ``k`` times the products of one)."""
 
 _ATTRIBUTES_DOC = """coefs_ : list of ndarray of shape (fan_in, fan_out)
         The weight matrices the network applies: ``multiplier_l * theta_l``
@@ -566,6 +571,8 @@ _ATTRIBUTES_DOC = """coefs_ : list of ndarray of shape (fan_in, fan_out)
         Hessian-vector products spent by each sharpness measurement.
     sharpness_converged_ : ndarray of shape (n_records,)
         Whether each measurement met ``sharpness_tol``.
+    top_eigenvalues_trace_ : ndarray of shape (n_records, k) or None
+        The top ``k`` Hessian eigenvalues of each record (None for ``k=1``).
     ntk_trace_ : ndarray of shape (n_records,) or None
         Top NTK eigenvalue at ``steps_`` (None unless ``compute_ntk``).
     loss_curve_ : ndarray of shape (n_records,)
@@ -744,6 +751,7 @@ class _BaseMLP(HessianMixin, BaseEstimator):
             report=report,
             report_every=report_every,
             blas_threads=self.blas_threads,
+            k=self.k,
         )
         state["run"] = run["state"]
         self._engine_state = state
@@ -959,6 +967,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         epsilon=1e-8,
         warm_start=False,
         blas_threads=1,
+        k=1,
         random_state=None,
         verbose=0,
         sharpness_every="deprecated",
@@ -984,6 +993,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         self.epsilon = epsilon
         self.warm_start = warm_start
         self.blas_threads = blas_threads
+        self.k = k
         self.random_state = random_state
         self.verbose = verbose
         self.sharpness_every = sharpness_every
@@ -1200,6 +1210,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         epsilon=1e-8,
         warm_start=False,
         blas_threads=1,
+        k=1,
         random_state=None,
         verbose=0,
     ):
@@ -1225,6 +1236,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         self.epsilon = epsilon
         self.warm_start = warm_start
         self.blas_threads = blas_threads
+        self.k = k
         self.random_state = random_state
         self.verbose = verbose
 

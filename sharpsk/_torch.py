@@ -308,6 +308,11 @@ class TorchRegressor(HessianMixin, RegressorMixin, BaseEstimator):
     blas_threads : int or None, default=1
         Threads of torch (and of BLAS) during the fit and ``predict``; None
         leaves them as they are.
+    k : int, default=1
+        Eigenvalues tracked at the top of the Hessian spectrum: with ``k > 1``
+        every record also holds the top ``k`` (``top_eigenvalues_trace_``),
+        from :func:`sharpsk.hessian.eigenpairs` warm-started at the previous
+        eigenvectors (about ``k`` times the products of one).
     random_state : int, RandomState instance or None, default=None
         Seeds the parameters (through ``reset_parameters``) and the Lyapunov
         tangent.
@@ -326,6 +331,8 @@ class TorchRegressor(HessianMixin, RegressorMixin, BaseEstimator):
         Hessian-vector products per record.
     sharpness_converged_ : ndarray of shape (n_records,)
         Whether each measurement met ``sharpness_tol``.
+    top_eigenvalues_trace_ : ndarray of shape (n_records, k) or None
+        The top ``k`` Hessian eigenvalues of each record (None for ``k=1``).
     ntk_trace_ : ndarray of shape (n_records,) or None
         Top Gauss-Newton eigenvalue (with ``compute_ntk``).
     stability_threshold_ : float or ndarray of shape (n_records,)
@@ -424,6 +431,7 @@ class TorchRegressor(HessianMixin, RegressorMixin, BaseEstimator):
         epsilon=1e-8,
         warm_start=False,
         blas_threads=1,
+        k=1,
         random_state=None,
         verbose=0,
     ):
@@ -444,6 +452,7 @@ class TorchRegressor(HessianMixin, RegressorMixin, BaseEstimator):
         self.epsilon = epsilon
         self.warm_start = warm_start
         self.blas_threads = blas_threads
+        self.k = k
         self.random_state = random_state
         self.verbose = verbose
 
@@ -503,6 +512,7 @@ class TorchRegressor(HessianMixin, RegressorMixin, BaseEstimator):
                 rng_tangent=rng_tangent,
                 resume=self._engine_state["run"] if warm else None,
                 blas_threads=self.blas_threads,
+                k=self.k,
             )
             model.set_theta(run["theta"])
         self.module_, self._names = module, names

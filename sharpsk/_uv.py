@@ -203,6 +203,11 @@ class UVRegressor(HessianMixin, RegressorMixin, BaseEstimator):
         to one long run.
     blas_threads : int or None, default=1
         BLAS threads during the fit; None leaves them as they are.
+    k : int, default=1
+        Eigenvalues tracked at the top of the Hessian spectrum: with ``k > 1``
+        every record also holds the top ``k`` (``top_eigenvalues_trace_``),
+        from :func:`sharpsk.hessian.eigenpairs` warm-started at the previous
+        eigenvectors (about ``k`` times the products of one).
     random_state : int, RandomState instance or None, default=None
         Seeds the initialization.
     verbose : int, default=0
@@ -227,6 +232,8 @@ class UVRegressor(HessianMixin, RegressorMixin, BaseEstimator):
         Hessian-vector products spent per record (0 for closed forms).
     sharpness_converged_ : ndarray of shape (n_records,)
         Whether each measurement met ``sharpness_tol``.
+    top_eigenvalues_trace_ : ndarray of shape (n_records, k) or None
+        The top ``k`` Hessian eigenvalues of each record (None for ``k=1``).
     residual_trace_ : ndarray of shape (n_records,)
         ``f - y`` on a single example; the root mean squared residual otherwise.
     steps_ : ndarray of shape (n_records,)
@@ -323,6 +330,7 @@ class UVRegressor(HessianMixin, RegressorMixin, BaseEstimator):
         epsilon=1e-8,
         warm_start=False,
         blas_threads=1,
+        k=1,
         random_state=None,
         verbose=0,
     ):
@@ -342,6 +350,7 @@ class UVRegressor(HessianMixin, RegressorMixin, BaseEstimator):
         self.epsilon = epsilon
         self.warm_start = warm_start
         self.blas_threads = blas_threads
+        self.k = k
         self.random_state = random_state
         self.verbose = verbose
 
@@ -472,13 +481,14 @@ class UVRegressor(HessianMixin, RegressorMixin, BaseEstimator):
             n_samples == 1
             and self.optimizer == "gd"
             and not callable(self.learning_rate)
+            and self.k == 1
         )
         if self.engine == "auto":
             return "function" if exact else "parameter"
         if self.engine == "function" and not exact:
             raise ValueError(
                 "engine='function' needs a single training example, "
-                "optimizer='gd' and a constant learning_rate; got "
+                "optimizer='gd', a constant learning_rate and k=1; got "
                 f"n_samples={n_samples}, optimizer={self.optimizer!r}"
                 + (", a schedule" if callable(self.learning_rate) else "")
                 + ". Use engine='parameter' or 'auto'."
@@ -655,6 +665,7 @@ class UVRegressor(HessianMixin, RegressorMixin, BaseEstimator):
             compute_ntk=True,
             resume=state,
             blas_threads=self.blas_threads,
+            k=self.k,
         )
         traces = run["traces"]
         traces["residual"] = run["extras"].get("residual", [])

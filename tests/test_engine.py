@@ -445,3 +445,39 @@ def test_uv_warm_start_uses_the_new_learning_rate(lr_units):
     assert_allclose(a.loss_curve_, b.loss_curve_, rtol=1e-9)
     assert_allclose(a.learning_rate_, b.learning_rate_, rtol=1e-12)
     assert a.learning_rate_[-1] == pytest.approx(3 * a.learning_rate_[0])
+
+
+def test_top_k_eigenvalues_along_a_run(digits):
+    """k > 1: every record holds the top k of the dense spectrum, the
+    sharpness is their first, and a warm start continues them."""
+    X, Y = digits
+    est = MLPRegressor(
+        (6,),
+        learning_rate=0.3,
+        max_iter=12,
+        record_every=4,
+        k=4,
+        sharpness_tol=1e-9,
+        warm_start=True,
+        random_state=0,
+    ).fit(X, Y)
+    top = est.top_eigenvalues_trace_
+    assert top.shape == (4, 4)
+    assert_array_equal(top[:, 0], est.sharpness_trace_)
+    H = est.hessian_operator(X, Y)
+    dense = np.linalg.eigvalsh(H @ np.eye(H.shape[0]))[::-1][:4]
+    assert_allclose(top[-1], dense, rtol=1e-7)
+    one = clone(est).set_params(k=1, warm_start=False).fit(X, Y)
+    assert one.top_eigenvalues_trace_ is None
+    assert_allclose(one.sharpness_trace_, est.sharpness_trace_, rtol=1e-7)
+    est.fit(X, Y)  # warm: four more records of four
+    assert est.top_eigenvalues_trace_.shape == (7, 4)
+    with pytest.raises(ValueError, match="k changed"):
+        est.set_params(k=2).fit(X, Y)
+    est.set_params(k=4).fit(X, Y)  # the refused fit changed nothing
+    assert est.top_eigenvalues_trace_.shape == (10, 4) and est.n_iter_ == 36
+    # the UV model on one example leaves the exact map for the engine
+    uv = UVRegressor(3, max_iter=5, k=2, random_state=0).fit(np.ones((1, 2)), [1.0])
+    assert uv.engine_ == "parameter" and uv.top_eigenvalues_trace_.shape == (6, 2)
+    with pytest.raises(ValueError, match="k=9 eigenvalues need more than 9"):
+        UVRegressor(2, max_iter=1, k=9).fit(np.ones((1, 2)), [1.0])
