@@ -79,6 +79,7 @@ TINY = {
         "max_iter": 5,
         "repeats": 1,
     },
+    "topk": {"hidden": (4,), "n_samples": 40, "max_iter": 5, "seeds": 1},
 }
 
 
