@@ -352,6 +352,9 @@ default=None
         ``eta_sharpness`` and ``loss``.
     engine_ : str
         ``"batched"`` or ``"per_run"``.
+    lr_units_ : str
+        The units ``learning_rates`` were given in (the plots use them by
+        default).
     n_runs_ : int
         Number of runs.
     n_cached_ : int
@@ -712,6 +715,7 @@ default=None
         self.learning_rates_ = eta.reshape(shape)
         self.trace_tails_ = self._tidy_tails(runs, results)
         self.engine_ = engine
+        self.lr_units_ = units
         self.n_runs_ = n_runs
         self.n_warnings_ = int(np.sum(runs["n_warnings"])) + runs["n_leaked"]
         if self.verbose:

@@ -125,8 +125,9 @@ def _require(frame, columns, func, why=""):
             )
 
 
-def _x_units(lr_units, normalize, func):
-    """The x-axis units: ``lr_units``, or the deprecated ``normalize``."""
+def _x_units(lr_units, normalize, func, data=None):
+    """The x-axis units: ``lr_units``, or the deprecated ``normalize``; by
+    default those of a fitted scan given as ``data`` (its ``lr_units_``)."""
     if not (isinstance(normalize, str) and normalize == "deprecated"):
         warnings.warn(
             f"{func}: normalize was renamed lr_units in 0.2 (the vocabulary of "
@@ -136,7 +137,7 @@ def _x_units(lr_units, normalize, func):
         )
         lr_units = normalize
     if lr_units is None:
-        lr_units = "absolute"
+        lr_units = getattr(data, "lr_units_", None) or "absolute"
     if lr_units not in LR_UNITS:
         raise ValueError(
             f"{func}: lr_units must be one of {LR_UNITS}, got {lr_units!r}."
@@ -611,7 +612,9 @@ def plot_bifurcation(
     _require(frame, [x, y, hue], func)
     if scaled or (show_edge and not scaled):
         _require(frame, ["learning_rate"], func, why="scaled=True or the 2/eta curve")
-    xv, xlabel = _normalized_x(frame, x, _x_units(lr_units, normalize, func), func)
+    xv, xlabel = _normalized_x(
+        frame, x, _x_units(lr_units, normalize, func, data), func
+    )
     yv = frame[y].to_numpy(dtype=float)
     eta = (
         frame["learning_rate"].to_numpy(dtype=float)
@@ -792,7 +795,9 @@ def plot_phase_diagram(
         params = [c for c in frame.columns if str(c).startswith("param_")]
         y = params[0] if len(params) == 1 else None
     _require(frame, [x, y, hue], func)
-    xv, xlabel = _normalized_x(frame, x, _x_units(lr_units, normalize, func), func)
+    xv, xlabel = _normalized_x(
+        frame, x, _x_units(lr_units, normalize, func, data), func
+    )
     categories = None
     if y is None:
         yv = np.zeros(len(frame))
@@ -927,7 +932,9 @@ def plot_lyapunov(
     func = "plot_lyapunov"
     frame = _as_frame(data, func)
     _require(frame, [x, y, hue], func)
-    xv, xlabel = _normalized_x(frame, x, _x_units(lr_units, normalize, func), func)
+    xv, xlabel = _normalized_x(
+        frame, x, _x_units(lr_units, normalize, func, data), func
+    )
     yv = frame[y].to_numpy(dtype=float)
     keep = np.isfinite(xv) & np.isfinite(yv)
     if len(frame) and not keep.any():

@@ -746,3 +746,21 @@ def test_plots_say_why_they_cannot_draw(uv_scan):
     ).fit(np.ones((1, 2)), np.ones(1))
     with pytest.raises(TypeError, match="plot_bifurcation"):
         plot_sharpness(scan)
+
+
+def test_scan_plots_use_the_scan_units_by_default():
+    # Regression (issue 12): a scan run in eta/eta_c was plotted against eta.
+    scan = LearningRateScan(
+        UVRegressor(4, max_iter=50, random_state=0),
+        learning_rates=[0.5, 0.9, 1.1],
+        lr_units="critical",
+        progress=False,
+    ).fit(np.ones((1, 2)), np.ones(1))
+    assert scan.lr_units_ == "critical"
+    for plot in (plot_phase_diagram, plot_bifurcation, plot_lyapunov):
+        fig, ax = plt.subplots()
+        plot(scan, ax=ax)
+        assert ax.get_xlabel() == r"$\eta\,/\,\eta_c$", plot.__name__
+        fig, ax = plt.subplots()
+        plot(scan, lr_units="absolute", ax=ax)
+        assert "eta_c" not in ax.get_xlabel()
