@@ -14,9 +14,9 @@ from ._base import (
     GD_PARAMETER_CONSTRAINTS,
     OPTIMIZER_DOC,
     HessianMixin,
-    check_numeric_targets,
     make_estimator_optimizer,
     store_run,
+    validate_regression_data,
     warn_divergence,
 )
 from ._engine import Model, Point, draw_streams, train
@@ -276,18 +276,6 @@ class AutogradRegressor(HessianMixin, RegressorMixin, BaseEstimator):
         self.random_state = random_state
         self.verbose = verbose
 
-    def _validate(self, X, y, reset):
-        X, y = validate_data(
-            self,
-            X,
-            y,
-            reset=reset,
-            multi_output=True,
-            y_numeric=True,
-            dtype=np.float64,
-        )
-        return X, check_numeric_targets(y)
-
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y):
         """Train ``loss`` from ``init`` and record the traces.
@@ -305,7 +293,7 @@ class AutogradRegressor(HessianMixin, RegressorMixin, BaseEstimator):
             The fitted estimator.
         """
         warm = self.warm_start and hasattr(self, "_engine_state")
-        X, y = self._validate(X, y, reset=not warm)
+        X, y = validate_regression_data(self, X, y, reset=not warm)
         rng = check_random_state(self.random_state)
         if warm:
             structure, rng_tangent = self._structure, self._engine_state["tangent"]

@@ -90,6 +90,20 @@ def check_numeric_targets(y):
     return y.astype(np.float64, copy=False)
 
 
+def validate_regression_data(estimator, X, y, *, reset):
+    """``(X, y)`` validated as float64, ``y`` 1-D or 2-D (several outputs)."""
+    X, y = validate_data(
+        estimator,
+        X,
+        y,
+        reset=reset,
+        multi_output=True,
+        y_numeric=True,
+        dtype=np.float64,
+    )
+    return X, check_numeric_targets(y)
+
+
 def make_estimator_optimizer(estimator, scale=1.0):
     """The optimizer object of an estimator's parameters.
 
@@ -137,16 +151,8 @@ class HessianMixin:
             spectrum.
         """
         check_is_fitted(self)
-        X, y = validate_data(
-            self,
-            X,
-            y,
-            reset=False,
-            multi_output=True,
-            y_numeric=True,
-            dtype=np.float64,
-        )
-        model, theta = self._engine_model(X, check_numeric_targets(y))
+        X, y = validate_regression_data(self, X, y, reset=False)
+        model, theta = self._engine_model(X, y)
         point = model.point(theta)
 
         def matvec(vec):
