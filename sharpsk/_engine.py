@@ -407,6 +407,37 @@ def train(
         )
 
 
+class _Record:
+    """A growing array of one value (or one row) per record.
+
+    Capacity doubles as needed, so a trace costs its values (8 bytes each),
+    not a Python object per value, and grows with what actually ran.
+    """
+
+    def __init__(self, dtype=np.float64):
+        self.dtype, self.data, self.n = dtype, None, 0
+
+    def append(self, value):
+        value = np.asarray(value, dtype=self.dtype)
+        if self.data is None:
+            self.data = np.empty((16,) + value.shape, dtype=self.dtype)
+        elif self.n == len(self.data):
+            self.data = np.concatenate([self.data, np.empty_like(self.data)])
+        self.data[self.n] = value
+        self.n += 1
+
+    def __len__(self):
+        return self.n
+
+    def __getitem__(self, index):
+        return self.array()[index]
+
+    def array(self):
+        if self.data is None:
+            return np.empty(0, dtype=self.dtype)
+        return self.data[: self.n]
+
+
 class _TopKTracker:
     """The top ``k`` eigenpairs along a run, each call warm-started."""
 
@@ -449,8 +480,9 @@ def _train(
     keys += ("top_k",) if k > 1 else ()
     keys += ("ntk",) if compute_ntk else ()
     keys += ("preconditioned",) if optimizer.adaptive else ()
-    traces = {k: [] for k in keys}
-    extras, growth = {}, []
+    dtypes = {"steps": np.int64, "n_hvp": np.int64, "converged": bool}
+    traces = {key: _Record(dtypes.get(key, np.float64)) for key in keys}
+    extras, growth = {}, _Record()
     if resume is None:
         t0 = 0
         opt_state = optimizer.init_state(theta.size)
@@ -524,7 +556,7 @@ def _train(
             traces["preconditioned"].append(value)
         traces["n_hvp"].append(n_hvp)
         for key, value in mpoint.extras().items():
-            extras.setdefault(key, []).append(value)
+            extras.setdefault(key, _Record()).append(value)
 
     def close_record(t):
         eta = eta_fn(t)
@@ -568,7 +600,7 @@ def _train(
         theta, point, opt_state = new_theta, new_point, new_state
         n_iter += 1
         t += 1
-    recorded = traces["steps"][-1] == t if traces["steps"] else resume is not None
+    recorded = traces["steps"][-1] == t if len(traces["steps"]) else resume is not None
     if diverged and not recorded:
         measure(t, theta, point)  # the last finite state closes every trace
         close_record(t)
@@ -583,9 +615,9 @@ def _train(
         "initial_sharpness": lam0,
     }
     return {
-        "traces": traces,
-        "extras": extras,
-        "growth": growth,
+        "traces": {key: record.array() for key, record in traces.items()},
+        "extras": {key: record.array() for key, record in extras.items()},
+        "growth": growth.array(),
         "n_iter": n_iter,
         "diverged": diverged,
         "theta": theta,
