@@ -311,6 +311,56 @@ def _schedule(learning_rate, lr_units, initial_sharpness):
     return eta
 
 
+class _Record:
+    """A growing array of one value (or one row) per record.
+
+    Capacity doubles as needed, so a trace costs its values (8 bytes each),
+    not a Python object per value, and grows with what actually ran.
+    """
+
+    def __init__(self, dtype=np.float64):
+        self.dtype, self.data, self.n = dtype, None, 0
+
+    def append(self, value):
+        value = np.asarray(value, dtype=self.dtype)
+        if self.data is None:
+            self.data = np.empty((16,) + value.shape, dtype=self.dtype)
+        elif self.n == len(self.data):
+            self.data = np.concatenate([self.data, np.empty_like(self.data)])
+        self.data[self.n] = value
+        self.n += 1
+
+    def __len__(self):
+        return self.n
+
+    def __getitem__(self, index):
+        return self.array()[index]
+
+    def array(self):
+        if self.data is None:
+            return np.empty(0, dtype=self.dtype)
+        return self.data[: self.n]
+
+
+class _TopKTracker:
+    """The top ``k`` eigenpairs along a run, each call warm-started."""
+
+    def __init__(self, k, tol):
+        self.k, self.tol, self.vectors = k, tol, None
+
+    def update(self, matvec, n):
+        if self.k >= n:
+            raise ValueError(
+                f"k={self.k} eigenvalues need more than {self.k} parameters; "
+                f"the model has {n}."
+            )
+        res = eigenpairs(
+            matvec, self.k, n=n, tol=self.tol, v0=self.vectors, random_state=0
+        )
+        self.vectors = res.eigenvectors
+        return res
+
+
 def train(
     model,
     theta,
@@ -379,247 +429,165 @@ def train(
     Returns
     -------
     out : dict
-        Traces (lists per record), ``n_iter``, ``diverged``, ``theta`` and
+        Traces (one array entry per record), ``n_iter``, ``diverged``, ``theta`` and
         ``state`` (to resume from).
     """
     with (
         limit_blas_threads(blas_threads),
         np.errstate(over="ignore", invalid="ignore", divide="ignore"),
     ):
-        return _train(
-            model,
-            theta,
-            optimizer,
-            learning_rate,
-            lr_units,
-            max_iter,
-            record_every,
-            sharpness_tol,
-            measure_rows,
-            batches,
-            compute_ntk,
-            compute_lyapunov,
-            rng_tangent,
-            resume,
-            report,
-            report_every,
-            k,
-        )
-
-
-class _Record:
-    """A growing array of one value (or one row) per record.
-
-    Capacity doubles as needed, so a trace costs its values (8 bytes each),
-    not a Python object per value, and grows with what actually ran.
-    """
-
-    def __init__(self, dtype=np.float64):
-        self.dtype, self.data, self.n = dtype, None, 0
-
-    def append(self, value):
-        value = np.asarray(value, dtype=self.dtype)
-        if self.data is None:
-            self.data = np.empty((16,) + value.shape, dtype=self.dtype)
-        elif self.n == len(self.data):
-            self.data = np.concatenate([self.data, np.empty_like(self.data)])
-        self.data[self.n] = value
-        self.n += 1
-
-    def __len__(self):
-        return self.n
-
-    def __getitem__(self, index):
-        return self.array()[index]
-
-    def array(self):
-        if self.data is None:
-            return np.empty(0, dtype=self.dtype)
-        return self.data[: self.n]
-
-
-class _TopKTracker:
-    """The top ``k`` eigenpairs along a run, each call warm-started."""
-
-    def __init__(self, k, tol):
-        self.k, self.tol, self.vectors = k, tol, None
-
-    def update(self, matvec, n):
-        if self.k >= n:
-            raise ValueError(
-                f"k={self.k} eigenvalues need more than {self.k} parameters; "
-                f"the model has {n}."
+        keys = ("steps", "loss", "sharpness", "n_hvp", "converged", "eta", "threshold")
+        keys += ("top_k",) if k > 1 else ()
+        keys += ("ntk",) if compute_ntk else ()
+        keys += ("preconditioned",) if optimizer.adaptive else ()
+        dtypes = {"steps": np.int64, "n_hvp": np.int64, "converged": bool}
+        traces = {key: _Record(dtypes.get(key, np.float64)) for key in keys}
+        extras, growth = {}, _Record()
+        if resume is None:
+            t0 = 0
+            opt_state = optimizer.init_state(theta.size)
+            trackers = {
+                kind: TopEigenTracker(tol=sharpness_tol, random_state=0)
+                for kind in ("hessian", "ntk", "preconditioned")
+            }
+            tangent = None
+            point = model.point(theta)
+            bound = divergence_bound(point.residual_max, model.target_max)
+        else:
+            t0, theta, lam0 = (
+                resume["step"],
+                resume["theta"],
+                resume["initial_sharpness"],
             )
-        res = eigenpairs(
-            matvec, self.k, n=n, tol=self.tol, v0=self.vectors, random_state=0
-        )
-        self.vectors = res.eigenvectors
-        return res
-
-
-def _train(
-    model,
-    theta,
-    optimizer,
-    learning_rate,
-    lr_units,
-    max_iter,
-    record_every,
-    sharpness_tol,
-    measure_rows,
-    batches,
-    compute_ntk,
-    compute_lyapunov,
-    rng_tangent,
-    resume,
-    report,
-    report_every,
-    k,
-):
-    keys = ("steps", "loss", "sharpness", "n_hvp", "converged", "eta", "threshold")
-    keys += ("top_k",) if k > 1 else ()
-    keys += ("ntk",) if compute_ntk else ()
-    keys += ("preconditioned",) if optimizer.adaptive else ()
-    dtypes = {"steps": np.int64, "n_hvp": np.int64, "converged": bool}
-    traces = {key: _Record(dtypes.get(key, np.float64)) for key in keys}
-    extras, growth = {}, _Record()
-    if resume is None:
-        t0 = 0
-        opt_state = optimizer.init_state(theta.size)
-        trackers = {
-            kind: TopEigenTracker(tol=sharpness_tol, random_state=0)
-            for kind in ("hessian", "ntk", "preconditioned")
-        }
-        tangent = None
-        point = model.point(theta)
-        bound = divergence_bound(point.residual_max, model.target_max)
-    else:
-        t0, theta, lam0 = resume["step"], resume["theta"], resume["initial_sharpness"]
-        opt_state, trackers = resume["optimizer"], resume["trackers"]
-        tangent, bound = resume["tangent"], resume["bound"]
-        previous_k = getattr(trackers.get("top_k"), "k", k)
-        if k > 1 and previous_k != k:
-            raise ValueError(
-                f"warm_start: k={k}, but the run tracked the top {previous_k} "
-                "eigenvalues (k changed between warm fits)."
-            )
-        fresh = optimizer.init_state(theta.size)
-        if set(fresh) != set(opt_state):  # another optimizer: its state anew
-            opt_state = fresh
-        point = model.point(theta)
-    n_state = theta.size * (1 + len(optimizer.state_arrays()))
-    if compute_lyapunov and (tangent is None or tangent.size != n_state):
-        tangent = _initial_tangent(rng_tangent, n_state)
-
-    def track(kind, matvec):
-        res = trackers[kind].update(matvec, model.n_params)
-        return res.eigenvalue, res.n_hvp, res.converged
-
-    def measure(t, theta, point):
-        """Append the records of step ``t`` (``point`` is at ``theta``)."""
-        traces["steps"].append(t)
-        traces["loss"].append(point.loss)
-        mpoint = point if measure_rows is None else model.point(theta, measure_rows)
-        finite = bool(np.isfinite(mpoint.loss))
-        sharp, n_hvp, conv = np.nan, 0, False
-        if k > 1:
-            top = np.full(k, np.nan)
-            if finite:
-                tracker = trackers.setdefault("top_k", _TopKTracker(k, sharpness_tol))
-                res = tracker.update(mpoint.hvp, model.n_params)
-                top, n_hvp, conv = res.eigenvalues, res.n_hvp, res.converged
-                sharp = top[0]
-            traces["top_k"].append(top)
-        elif finite:
-            closed = mpoint.sharpness()
-            if closed is None:
-                sharp, n_hvp, conv = track("hessian", mpoint.hvp)
-            else:
-                sharp, conv = closed, True
-        traces["sharpness"].append(sharp)
-        traces["converged"].append(conv)
-        if compute_ntk:
-            value = mpoint.ntk() if finite else np.nan
-            if value is None:
-                value = track("ntk", mpoint.gauss_newton)[0]
-            traces["ntk"].append(value)
-        if optimizer.adaptive:
-            value = np.nan
-            if finite:
-                # P of the step taken from here (full-batch gradient)
-                P = optimizer.preconditioner(opt_state, point.gradient())
-                d = 1.0 / np.sqrt(P)
-                value, extra, _ = track(
-                    "preconditioned", lambda v: d * mpoint.hvp(d * v)
+            opt_state, trackers = resume["optimizer"], resume["trackers"]
+            tangent, bound = resume["tangent"], resume["bound"]
+            previous_k = getattr(trackers.get("top_k"), "k", k)
+            if k > 1 and previous_k != k:
+                raise ValueError(
+                    f"warm_start: k={k}, but the run tracked the top {previous_k} "
+                    "eigenvalues (k changed between warm fits)."
                 )
-                n_hvp += extra
-            traces["preconditioned"].append(value)
-        traces["n_hvp"].append(n_hvp)
-        for key, value in mpoint.extras().items():
-            extras.setdefault(key, _Record()).append(value)
+            fresh = optimizer.init_state(theta.size)
+            if set(fresh) != set(opt_state):  # another optimizer: its state anew
+                opt_state = fresh
+            point = model.point(theta)
+        n_state = theta.size * (1 + len(optimizer.state_arrays()))
+        if compute_lyapunov and (tangent is None or tangent.size != n_state):
+            tangent = _initial_tangent(rng_tangent, n_state)
 
-    def close_record(t):
-        eta = eta_fn(t)
-        traces["eta"].append(eta)
-        traces["threshold"].append(float(optimizer.stability_threshold(eta)))
+        def track(kind, matvec):
+            res = trackers[kind].update(matvec, model.n_params)
+            return res.eigenvalue, res.n_hvp, res.converged
 
-    def is_recorded(t):  # the schedule of recorded_steps, without its array
-        return (t - t0) % record_every == 0 or t == t0 + max_iter
+        def measure(t, theta, point):
+            """Append the records of step ``t`` (``point`` is at ``theta``)."""
+            traces["steps"].append(t)
+            traces["loss"].append(point.loss)
+            mpoint = point if measure_rows is None else model.point(theta, measure_rows)
+            finite = bool(np.isfinite(mpoint.loss))
+            sharp, n_hvp, conv = np.nan, 0, False
+            if k > 1:
+                top = np.full(k, np.nan)
+                if finite:
+                    tracker = trackers.setdefault(
+                        "top_k", _TopKTracker(k, sharpness_tol)
+                    )
+                    res = tracker.update(mpoint.hvp, model.n_params)
+                    top, n_hvp, conv = res.eigenvalues, res.n_hvp, res.converged
+                    sharp = top[0]
+                traces["top_k"].append(top)
+            elif finite:
+                closed = mpoint.sharpness()
+                if closed is None:
+                    sharp, n_hvp, conv = track("hessian", mpoint.hvp)
+                else:
+                    sharp, conv = closed, True
+            traces["sharpness"].append(sharp)
+            traces["converged"].append(conv)
+            if compute_ntk:
+                value = mpoint.ntk() if finite else np.nan
+                if value is None:
+                    value = track("ntk", mpoint.gauss_newton)[0]
+                traces["ntk"].append(value)
+            if optimizer.adaptive:
+                value = np.nan
+                if finite:
+                    # P of the step taken from here (full-batch gradient)
+                    P = optimizer.preconditioner(opt_state, point.gradient())
+                    d = 1.0 / np.sqrt(P)
+                    value, extra, _ = track(
+                        "preconditioned", lambda v: d * mpoint.hvp(d * v)
+                    )
+                    n_hvp += extra
+                traces["preconditioned"].append(value)
+            traces["n_hvp"].append(n_hvp)
+            for key, value in mpoint.extras().items():
+                extras.setdefault(key, _Record()).append(value)
 
-    if resume is None:
-        measure(t0, theta, point)  # before the units: they may need lambda_H0
-        lam0 = traces["sharpness"][0]
-    eta_fn = _schedule(learning_rate, lr_units, lam0)
-    if resume is None:
-        close_record(t0)
-    # t0 was recorded by this call or by the previous one
-    n_iter, diverged, t = 0, False, t0
-    while True:
-        if t != t0 and is_recorded(t):
-            measure(t, theta, point)
+        def close_record(t):
+            eta = eta_fn(t)
+            traces["eta"].append(eta)
+            traces["threshold"].append(float(optimizer.stability_threshold(eta)))
+
+        def is_recorded(t):  # the schedule of recorded_steps, without its array
+            return (t - t0) % record_every == 0 or t == t0 + max_iter
+
+        if resume is None:
+            measure(t0, theta, point)  # before the units: they may need lambda_H0
+            lam0 = traces["sharpness"][0]
+        eta_fn = _schedule(learning_rate, lr_units, lam0)
+        if resume is None:
+            close_record(t0)
+        # t0 was recorded by this call or by the previous one
+        n_iter, diverged, t = 0, False, t0
+        while True:
+            if t != t0 and is_recorded(t):
+                measure(t, theta, point)
+                close_record(t)
+            if report is not None and report_every and (t - t0) % report_every == 0:
+                report(t, point.loss, traces["eta"][-1] * traces["sharpness"][-1])
+            if t == t0 + max_iter or not _finite(theta, point):
+                break
+            eta = eta_fn(t)
+            step_point = point if batches is None else model.point(theta, batches())
+            grad = step_point.gradient()
+            new_theta, new_state = optimizer.update(theta, grad, eta, opt_state)
+            new_point = model.point(new_theta)
+            if not (new_point.residual_max <= bound and _finite(new_theta, new_point)):
+                diverged = True
+                break
+            if compute_lyapunov:
+                tangent = optimizer.tangent(
+                    tangent, opt_state, new_state, grad, step_point.hvp, eta
+                )
+                norm = np.linalg.norm(tangent)
+                growth.append(np.log(norm))
+                tangent = tangent / norm
+            theta, point, opt_state = new_theta, new_point, new_state
+            n_iter += 1
+            t += 1
+        recorded = (
+            traces["steps"][-1] == t if len(traces["steps"]) else resume is not None
+        )
+        if diverged and not recorded:
+            measure(t, theta, point)  # the last finite state closes every trace
             close_record(t)
-        if report is not None and report_every and (t - t0) % report_every == 0:
-            report(t, point.loss, traces["eta"][-1] * traces["sharpness"][-1])
-        if t == t0 + max_iter or not _finite(theta, point):
-            break
-        eta = eta_fn(t)
-        step_point = point if batches is None else model.point(theta, batches())
-        grad = step_point.gradient()
-        new_theta, new_state = optimizer.update(theta, grad, eta, opt_state)
-        new_point = model.point(new_theta)
-        if not (new_point.residual_max <= bound and _finite(new_theta, new_point)):
-            diverged = True
-            break
-        if compute_lyapunov:
-            tangent = optimizer.tangent(
-                tangent, opt_state, new_state, grad, step_point.hvp, eta
-            )
-            norm = np.linalg.norm(tangent)
-            growth.append(np.log(norm))
-            tangent = tangent / norm
-        theta, point, opt_state = new_theta, new_point, new_state
-        n_iter += 1
-        t += 1
-    recorded = traces["steps"][-1] == t if len(traces["steps"]) else resume is not None
-    if diverged and not recorded:
-        measure(t, theta, point)  # the last finite state closes every trace
-        close_record(t)
-    diverged = diverged or not _finite(theta, point)  # a non-finite start
-    state = {
-        "step": t,
-        "theta": theta,
-        "optimizer": opt_state,
-        "trackers": trackers,
-        "tangent": tangent,
-        "bound": bound,
-        "initial_sharpness": lam0,
-    }
-    return {
-        "traces": {key: record.array() for key, record in traces.items()},
-        "extras": {key: record.array() for key, record in extras.items()},
-        "growth": growth.array(),
-        "n_iter": n_iter,
-        "diverged": diverged,
-        "theta": theta,
-        "state": state,
-    }
+        diverged = diverged or not _finite(theta, point)  # a non-finite start
+        state = {
+            "step": t,
+            "theta": theta,
+            "optimizer": opt_state,
+            "trackers": trackers,
+            "tangent": tangent,
+            "bound": bound,
+            "initial_sharpness": lam0,
+        }
+        return {
+            "traces": {key: record.array() for key, record in traces.items()},
+            "extras": {key: record.array() for key, record in extras.items()},
+            "growth": growth.array(),
+            "n_iter": n_iter,
+            "diverged": diverged,
+            "theta": theta,
+            "state": state,
+        }
