@@ -354,11 +354,10 @@ class UVRegressor(HessianMixin, RegressorMixin, BaseEstimator):
         self.random_state = random_state
         self.verbose = verbose
 
-    def _initialize(self, n_features):
-        """Raw initial weights, the multiplier ``s`` and the lr scale ``c``."""
+    def _scalings(self, n_features):
+        """The parameterization's scalings, ``s`` and the lr scale ``c``."""
         if isinstance(self.width, bool):
             raise ValueError(f"width must be a positive integer, got {self.width!r}.")
-        check_memory(self.width * (n_features + 1), f"width={self.width}")
         scalings = resolve_parameterization(self.parameterization).get_scalings(
             [n_features, self.width, 1]
         )
@@ -368,11 +367,17 @@ class UVRegressor(HessianMixin, RegressorMixin, BaseEstimator):
                 "parameterization: the UV model needs one learning-rate scale for "
                 f"both layers, got {lr_scale.tolist()}."
             )
+        return scalings, float(np.prod(scalings["multiplier"])), float(lr_scale[0])
+
+    def _initialize(self, n_features):
+        """Raw initial weights, the multiplier ``s`` and the lr scale ``c``."""
+        scalings, s, c = self._scalings(n_features)
+        check_memory(self.width * (n_features + 1), f"width={self.width}")
         rng = check_random_state(self.random_state)
         std = self.init_scale * scalings["init_std"]
         U = rng.normal(0.0, std[0], size=(self.width, n_features))
         v = rng.normal(0.0, std[1], size=self.width)
-        return U, v, float(np.prod(scalings["multiplier"])), float(lr_scale[0])
+        return U, v, s, c
 
     def function_space_state(self, X, y):
         """Initial ``(delta_f0, ntk0, kappa, y)`` of a single-example problem.
@@ -525,9 +530,10 @@ class UVRegressor(HessianMixin, RegressorMixin, BaseEstimator):
                 f"warm_start: this fit would run the {engine!r} engine, the "
                 f"previous one ran {self.engine_!r}."
             )
-        U, v, s, c = self._initialize(X.shape[1])
-        if warm:
-            U, v = self.U_, self.v_
+        if warm:  # continue from the fitted weights: nothing to draw
+            (_, s, c), U, v = self._scalings(X.shape[1]), self.U_, self.v_
+        else:
+            U, v, s, c = self._initialize(X.shape[1])
         s_eff, root_c = s * c, np.sqrt(c)
         U, v = U / root_c, v / root_c
         self._lr_scale = c
