@@ -536,7 +536,7 @@ default=None
             est.set_params(random_state=seed)
         return est
 
-    def _batched_engines(self, X, y, values, seeds):
+    def _batched_engines(self, X, y, values, run_keys):
         """The batched engine of every run's configuration, or None.
 
         Asks each configured clone for its ``batched_engine(X, y)`` (scan
@@ -545,9 +545,7 @@ default=None
         if not hasattr(self.estimator, "batched_engine"):
             return None
         engines = {}
-        for value_index, seed in {
-            (i, seed) for i, seed in self._run_keys(values, seeds)
-        }:
+        for value_index, seed in dict.fromkeys(run_keys):  # distinct, in order
             est = self._configure(values[value_index], seed)
             engine = est.batched_engine(X, y)
             if engine is None:
@@ -581,11 +579,11 @@ default=None
         )
         return seeds.astype(object)
 
-    def _initial_sharpness(self, X, y, values, seeds, run_val):
+    def _initial_sharpness(self, X, y, values, run_keys):
         """``lambda_H0`` and ``eta_c`` of every run, one init fit per distinct
         initialization (``max_iter=0``)."""
         info = {}
-        for key in zip(run_val, seeds, strict=True):
+        for key in run_keys:
             if key not in info:
                 est = self._configure(values[key[0]], key[1])
                 if "max_iter" in est.get_params():
@@ -609,7 +607,7 @@ default=None
                     float(est.initial_sharpness_),
                     float(getattr(est, "critical_learning_rate_", np.nan)),
                 )
-        both = np.array([info[key] for key in zip(run_val, seeds, strict=True)])
+        both = np.array([info[key] for key in run_keys])
         return both[:, 0], both[:, 1]
 
     @_fit_context(
@@ -659,7 +657,9 @@ default=None
 
         seeds = self._draw_seeds(n_val, n_lr, values)
         run_val = np.repeat(np.arange(n_val), n_lr)
-        lam0, eta_c = self._initial_sharpness(X, y, values, seeds, run_val)
+        # a run's configuration: (index of its param_values entry, its seed)
+        run_keys = list(zip(run_val, seeds, strict=True))
+        lam0, eta_c = self._initial_sharpness(X, y, values, run_keys)
         grid = np.tile(lrs, n_val)
         units = self._units()
         eta = resolve_learning_rate(
@@ -670,7 +670,7 @@ default=None
 
         engine, engines = self.engine, None
         if engine != "per_run":
-            engines = self._batched_engines(X, y, values, seeds)
+            engines = self._batched_engines(X, y, values, run_keys)
         if engine == "auto":
             engine = "per_run" if engines is None else "batched"
         elif engine == "batched" and engines is None:
@@ -688,11 +688,11 @@ default=None
         show = sys.stderr.isatty() if self.progress == "auto" else bool(self.progress)
         start = time.monotonic()
         if engine == "batched":
-            runs = self._run_batched(
-                engines, values, seeds, eta, memory, analysis, show
-            )
+            runs = self._run_batched(engines, run_keys, eta, memory, analysis, show)
         else:
-            runs = self._run_per_run(X, y, values, seeds, eta, memory, analysis, show)
+            runs = self._run_per_run(
+                X, y, values, run_keys, eta, memory, analysis, show
+            )
 
         results = {"learning_rate": eta}
         if self.param_name is not None:
@@ -728,14 +728,14 @@ default=None
             )
         return self
 
-    def _run_per_run(self, X, y, values, seeds, eta, memory, analysis, show):
-        n_runs, n_lr = eta.size, eta.size // len(values)
+    def _run_per_run(self, X, y, values, run_keys, eta, memory, analysis, show):
+        n_runs = eta.size
         worker = memory.cache(_fit_and_label)
         self.n_cached_ = 0
         out, jobs, todo = [None] * n_runs, [], []
         bar = _Progress(n_runs, show)
-        for i in range(n_runs):
-            est = self._configure(values[i // n_lr], seeds[i])
+        for i, (value_index, seed) in enumerate(run_keys):
+            est = self._configure(values[value_index], seed)
             est.set_params(learning_rate=float(eta[i]))
             kwargs = {
                 "learning_rate": float(eta[i]),
@@ -826,21 +826,14 @@ default=None
             return self.estimator.get_params().get("lr_units", "absolute")
         return self.normalize
 
-    def _run_keys(self, values, seeds):
-        n_lr = len(seeds) // len(values)
-        return [(i // n_lr, seeds[i]) for i in range(len(seeds))]
-
-    def _run_batched(self, engines, values, seeds, eta, memory, analysis, show):
+    def _run_batched(self, engines, run_keys, eta, memory, analysis, show):
         n_runs = eta.size
         # Group the runs by kernel and static arguments; stack their states.
-        groups = {}
-        for i, run_key in enumerate(self._run_keys(values, seeds)):
+        groups, state = {}, {}
+        for i, run_key in enumerate(run_keys):
             engine = engines[run_key]
             groups.setdefault((engine.kernel, engine.key), []).append(i)
-        state = {
-            i: engines[run_key].state
-            for i, run_key in enumerate(self._run_keys(values, seeds))
-        }
+            state[i] = engine.state
         self.n_cached_ = 0
         bar = _Progress(n_runs, show)
         runs, tails = {}, [None] * n_runs
