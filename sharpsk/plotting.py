@@ -547,11 +547,13 @@ def plot_bifurcation(
     y : str, default="sharpness"
         Column of the sharpness ``lambda_H`` (or any other observable).
     scaled : bool, default=True
-        Plot ``learning_rate * y`` (so the edge of stability is at 2) rather
-        than ``y`` itself.
+        Plot ``learning_rate * y`` (so the edge of stability is at ``eta``
+        times the run's threshold: 2 for gradient descent) rather than ``y``
+        itself.
     lr_units : {None, "absolute", "initial_sharpness", "critical"}, default=None
-        Units of the x axis (the estimators' vocabulary): None or
-        ``"absolute"`` plot ``x`` as it is; ``"initial_sharpness"``
+        Units of the x axis (the estimators' vocabulary).  None: those of a
+        fitted scan given as ``data`` (its ``lr_units_``), else
+        ``"absolute"``, which plots ``x`` as it is; ``"initial_sharpness"``
         multiplies it by the ``initial_sharpness`` column (``c = eta
         lambda_H0``); ``"critical"`` divides it by the
         ``critical_learning_rate`` column.
@@ -746,8 +748,9 @@ def plot_phase_diagram(
     hue : str, default="label"
         Column of the run labels.
     lr_units : {None, "absolute", "initial_sharpness", "critical"}, default=None
-        Units of the x axis (the estimators' vocabulary): None or
-        ``"absolute"`` plot ``x`` as it is; ``"initial_sharpness"``
+        Units of the x axis (the estimators' vocabulary).  None: those of a
+        fitted scan given as ``data`` (its ``lr_units_``), else
+        ``"absolute"``, which plots ``x`` as it is; ``"initial_sharpness"``
         multiplies it by the ``initial_sharpness`` column (``c = eta
         lambda_H0``); ``"critical"`` divides it by the
         ``critical_learning_rate`` column.
@@ -896,8 +899,9 @@ def plot_lyapunov(
     hue : str or None, default="label"
         Column of the run labels; None draws black points.
     lr_units : {None, "absolute", "initial_sharpness", "critical"}, default=None
-        Units of the x axis (the estimators' vocabulary): None or
-        ``"absolute"`` plot ``x`` as it is; ``"initial_sharpness"``
+        Units of the x axis (the estimators' vocabulary).  None: those of a
+        fitted scan given as ``data`` (its ``lr_units_``), else
+        ``"absolute"``, which plots ``x`` as it is; ``"initial_sharpness"``
         multiplies it by the ``initial_sharpness`` column (``c = eta
         lambda_H0``); ``"critical"`` divides it by the
         ``critical_learning_rate`` column.
