@@ -307,8 +307,10 @@ def _schedule(learning_rate, lr_units, initial_sharpness):
             float(value), lr_units, initial_sharpness=initial_sharpness
         )
 
-    eta(0)  # errors in the units surface before the first step
-    return eta
+    first = eta(0)  # errors in the units surface before the first step
+    if callable(learning_rate):
+        return eta
+    return lambda t: first  # a constant: resolved once, not at every step
 
 
 class _Record:
