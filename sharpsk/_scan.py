@@ -130,7 +130,7 @@ def _tracked(estimator):
     return np.asarray(sharp, dtype=float)
 
 
-def _fit_and_label(estimator, X, y, *, learning_rate, analysis, n_tail_points):
+def _fit_and_label(estimator, X, y, *, analysis, n_tail_points):
     """Fit one configured clone and summarise its run.
 
     Warnings raised during the fit are recorded, not shown, and counted;
@@ -738,7 +738,6 @@ default=None
             est = self._configure(values[value_index], seed)
             est.set_params(learning_rate=float(eta[i]))
             kwargs = {
-                "learning_rate": float(eta[i]),
                 "analysis": analysis,
                 "n_tail_points": int(self.n_tail_points),
             }

@@ -197,9 +197,7 @@ def test_per_run_summary_is_classify_run():
         "edge_band": (0.875, 1.25),
         "lyapunov_tol": 1e-3,
     }
-    out = _fit_and_label(
-        est, X1, Y1, learning_rate=1.1, analysis=analysis, n_tail_points=8
-    )
+    out = _fit_and_label(est, X1, Y1, analysis=analysis, n_tail_points=8)
     T = default_tail(est.loss_curve_.size)
     init = est.function_space_state(X1, Y1)
     lam = uv_lyapunov(
