@@ -32,6 +32,7 @@ __all__ = [
     "lyapunov_from_growth",
     "map_lyapunov",
     "series_lyapunov",
+    "summarize_run",
     "tangent_lyapunov",
     "tangent_step",
     "uv_critical_learning_rate",
@@ -485,6 +486,88 @@ default=None
         v = value[0]
         out[key] = v if isinstance(v, str) else v.item()
     out["tail"] = T
+    return out
+
+
+def summarize_run(
+    loss,
+    sharpness,
+    learning_rate,
+    stability_threshold,
+    steps,
+    *,
+    diverged,
+    analysis,
+    n_tail_points,
+    orbit=None,
+    lyapunov=None,
+):
+    """Label one recorded run and keep the tail of its traces (scan summary).
+
+    The summary every scan engine stores per run: :func:`classify_run` of the
+    traces with the scan's ``analysis`` options (``tail``, ``max_period``,
+    ``rtol``, ``edge_band``, ``lyapunov_tol``), plus the last
+    ``n_tail_points`` records (all of them when None) of the tracked
+    sharpness and the loss.
+
+    Parameters
+    ----------
+    loss, sharpness : array-like of shape (n_records,)
+        The loss and the tracked sharpness at ``steps``.
+    learning_rate, stability_threshold : float or array-like
+        The run's ``eta`` and threshold (per record for a schedule).
+    steps : array-like of int of shape (n_records,)
+        The recorded steps.
+    diverged : bool
+        Whether the run blew up (the traces hold its finite prefix).
+    analysis : dict
+        Keyword arguments of :func:`classify_run` (``tail`` may be None).
+    n_tail_points : int or None
+        Records kept per run; None keeps the whole trace, diverged runs
+        included (their finite prefix), else diverged runs keep none.
+    orbit : array-like, default=None
+        Extra signals for period detection (see :func:`classify_run`).
+    lyapunov : float, callable or None, default=None
+        The run's exponent, or ``lyapunov(tail)`` computing it over the
+        labelled tail of a bounded run.
+
+    Returns
+    -------
+    summary : dict
+        The result of :func:`classify_run` (without ``tail``), and
+        ``stability_threshold`` (at the last record), ``tail_steps``,
+        ``tail_sharpness``, ``tail_loss``.
+    """
+    loss = np.asarray(loss, dtype=float)
+    sharp = np.asarray(sharpness, dtype=float)
+    steps = np.asarray(steps)
+    threshold = np.asarray(stability_threshold, dtype=float)
+    tail = analysis.get("tail")
+    T = default_tail(loss.size, analysis["max_period"]) if tail is None else tail
+    T = min(T, loss.size)
+    if callable(lyapunov):
+        lyapunov = None if diverged else lyapunov(T)
+    kwargs = {k: v for k, v in analysis.items() if k != "tail"}
+    out = classify_run(
+        loss,
+        sharp,
+        learning_rate,
+        diverged=diverged,
+        lyapunov=lyapunov,
+        orbit=orbit,
+        tail=T,
+        stability_threshold=threshold,
+        **kwargs,
+    )
+    out.pop("tail")
+    out["stability_threshold"] = float(np.ravel(threshold)[-1])
+    if n_tail_points is None:
+        P = sharp.size
+    else:
+        P = 0 if diverged else min(int(n_tail_points), T, sharp.size)
+    out["tail_steps"] = steps[steps.size - P :] if P else np.empty(0, dtype=int)
+    out["tail_sharpness"] = sharp[sharp.size - P :] if P else np.empty(0)
+    out["tail_loss"] = loss[loss.size - P :] if P else np.empty(0)
     return out
 
 

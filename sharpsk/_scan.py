@@ -54,9 +54,8 @@ from sklearn.utils.validation import check_memory, validate_data
 from ._dynamics import (
     EDGE_BAND,
     LABELS,
-    classify_run,
-    default_tail,
     deprecated_eos_band,
+    summarize_run,
 )
 from ._engine import LR_UNITS, resolve_learning_rate
 
@@ -173,40 +172,24 @@ def _fit_and_label(estimator, X, y, *, analysis, n_tail_points):
         )
         return out
 
-    # The step size and threshold the run used, per record when they change.
-    eta = np.asarray(estimator.learning_rate_, dtype=float)
-    threshold = np.asarray(estimator.stability_threshold_, dtype=float)
-    loss = np.asarray(estimator.loss_curve_, dtype=float)
-    sharp = _tracked(estimator)
-    diverged = bool(estimator.diverged_)
-    steps = np.asarray(estimator.steps_)
-    tail = analysis["tail"]
-    T = default_tail(loss.size, analysis["max_period"]) if tail is None else tail
-    T = min(T, loss.size)
-    orbit = getattr(estimator, "residual_trace_", None)
-    lyap = getattr(estimator, "lyapunov_exponent_", None)
-    if lyap is None and not diverged and hasattr(estimator, "tail_lyapunov_exponent"):
-        lyap = estimator.tail_lyapunov_exponent(T)
-    kwargs = {k: v for k, v in analysis.items() if k != "tail"}
-    res = classify_run(
-        loss,
-        sharp,
-        eta,
-        diverged=diverged,
-        lyapunov=lyap,
-        orbit=orbit,
-        tail=T,
-        stability_threshold=threshold,
-        **kwargs,
+    lyapunov = getattr(estimator, "lyapunov_exponent_", None)
+    if lyapunov is None and hasattr(estimator, "tail_lyapunov_exponent"):
+        lyapunov = estimator.tail_lyapunov_exponent
+    out.update(
+        summarize_run(
+            estimator.loss_curve_,
+            _tracked(estimator),
+            estimator.learning_rate_,
+            estimator.stability_threshold_,
+            estimator.steps_,
+            diverged=bool(estimator.diverged_),
+            analysis=analysis,
+            n_tail_points=n_tail_points,
+            orbit=getattr(estimator, "residual_trace_", None),
+            lyapunov=lyapunov,
+        )
     )
-    res.pop("tail")
-    out.update(res)
     out["n_iter"] = int(estimator.n_iter_)
-    out["stability_threshold"] = float(np.ravel(threshold)[-1])
-    P = 0 if diverged else min(int(n_tail_points), T, sharp.size)
-    out["tail_steps"] = steps[sharp.size - P :] if P else np.empty(0, dtype=int)
-    out["tail_sharpness"] = sharp[sharp.size - P :]
-    out["tail_loss"] = loss[loss.size - P :]
     return out
 
 
