@@ -73,6 +73,10 @@ class BatchedEngine(NamedTuple):
     kernel: Callable
     state: dict
     key: Any
+    #: Largest block of runs per kernel call (memory; cache and progress unit).
+    max_block: int = 4096
+    #: Whether ``engine="auto"`` picks it (else only ``engine="batched"``).
+    auto: bool = True
 
 
 def limit_blas_threads(n_threads):

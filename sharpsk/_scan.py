@@ -28,9 +28,12 @@ import os
 import sys
 import time
 import warnings
+from collections.abc import Mapping
 from numbers import Integral, Real
+from pathlib import Path
 
 import numpy as np
+from joblib import effective_n_jobs
 from joblib.memory import CacheWarning
 from sklearn.base import (
     BaseEstimator,
@@ -39,6 +42,7 @@ from sklearn.base import (
     clone,
     is_classifier,
 )
+from sklearn.model_selection import ParameterGrid
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import (
     HasMethods,
@@ -49,7 +53,7 @@ from sklearn.utils._param_validation import (
 )
 from sklearn.utils._tags import get_tags
 from sklearn.utils.parallel import Parallel, delayed
-from sklearn.utils.validation import check_memory, validate_data
+from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._dynamics import (
     EDGE_BAND,
@@ -58,12 +62,9 @@ from ._dynamics import (
     summarize_run,
 )
 from ._engine import LR_UNITS, resolve_learning_rate
+from ._runstore import RunStore, fingerprint, run_key
 
 __all__ = ["LearningRateScan"]
-
-# Runs iterated together by the batched UV engine: one cache entry and one
-# progress update each.  Results do not depend on it (runs are independent).
-_BATCH_BLOCK = 4096
 
 # Keys of ``results_`` holding one number per run, in a stable order.
 _RESULT_KEYS = (
@@ -392,6 +393,7 @@ default=None
         ],
         "param_name": [str, None],
         "param_values": ["array-like", None],
+        "param_grid": [dict, list, None],
         "engine": [StrOptions({"auto", "batched", "per_run"})],
         "tail": [Interval(Integral, 1, None, closed="left"), None],
         "max_period": [Interval(Integral, 1, None, closed="left")],
@@ -399,10 +401,11 @@ default=None
         "edge_band": [tuple, list],
         "eos_band": [tuple, list, Hidden(StrOptions({"deprecated"}))],
         "lyapunov_tol": [Interval(Real, 0, None, closed="left")],
-        "n_tail_points": [Interval(Integral, 0, None, closed="left")],
+        "n_tail_points": [Interval(Integral, 0, None, closed="left"), None],
         "same_init": ["boolean"],
         "n_jobs": [Integral, None],
         "memory": [None, str, os.PathLike, HasMethods(["cache"])],
+        "results_file": [None, str, os.PathLike],
         "progress": ["boolean", StrOptions({"auto"})],
         "verbose": ["verbose"],
         "random_state": ["random_state"],
@@ -416,6 +419,7 @@ default=None
         lr_units=None,
         param_name=None,
         param_values=None,
+        param_grid=None,
         engine="auto",
         tail=None,
         max_period=64,
@@ -426,6 +430,7 @@ default=None
         same_init=True,
         n_jobs=None,
         memory=None,
+        results_file=None,
         progress="auto",
         verbose=0,
         random_state=None,
@@ -437,6 +442,7 @@ default=None
         self.lr_units = lr_units
         self.param_name = param_name
         self.param_values = param_values
+        self.param_grid = param_grid
         self.engine = engine
         self.tail = tail
         self.max_period = max_period
@@ -447,6 +453,7 @@ default=None
         self.same_init = same_init
         self.n_jobs = n_jobs
         self.memory = memory
+        self.results_file = results_file
         self.progress = progress
         self.verbose = verbose
         self.random_state = random_state
@@ -462,7 +469,13 @@ default=None
 
     # ----------------------------------------------------------------------
     def _check_grid(self):
-        """Validated learning rates and second-axis values."""
+        """Validated learning rates and the candidate parameter settings.
+
+        Returns ``(lrs, candidates, names)``: the candidates are dicts of
+        estimator parameters (``[{}]`` without a grid), in the order of
+        :class:`sklearn.model_selection.ParameterGrid`; ``names`` are the
+        scanned parameter names in order of first appearance.
+        """
         if isinstance(self.learning_rates, (set, frozenset, dict, str)):
             raise ValueError(
                 "learning_rates must be a 1-D array-like of floats (a list or an "
@@ -490,115 +503,181 @@ default=None
                 f"param_name={self.param_name!r} and param_values="
                 f"{self.param_values!r}."
             )
-        if self.param_name is None:
-            return lrs, [None]
-        if self.param_name == "learning_rate" or self.param_name not in params:
-            raise ValueError(
-                f"param_name={self.param_name!r} is not a parameter of "
-                f"{type(self.estimator).__name__} other than learning_rate."
-            )
-        if self.param_name == "lr_units":
-            raise ValueError(
-                "param_name='lr_units' cannot be scanned: the scan owns the "
-                "learning-rate units (set them with lr_units)."
-            )
-        values = list(self.param_values)
-        if not values:
-            raise ValueError("param_values must not be empty.")
-        return lrs, values
+        grid = self.param_grid
+        if self.param_name is not None:
+            if grid is not None:
+                raise ValueError(
+                    "Give either param_grid or param_name and param_values, not both."
+                )
+            values = list(self.param_values)
+            if not values:
+                raise ValueError("param_values must not be empty.")
+            grid = {self.param_name: values}
+        if grid is None:
+            return lrs, [{}], []
+        source = "param_grid" if self.param_name is None else "param_name"
+        for sub in [grid] if isinstance(grid, Mapping) else grid:
+            if not isinstance(sub, Mapping):
+                raise TypeError(
+                    "param_grid must be a dict or a list of dicts, got an element "
+                    f"of type {type(sub).__name__}."
+                )
+            for name, values in sub.items():
+                if name == "learning_rate" or name not in params:
+                    raise ValueError(
+                        f"{source}: {name!r} is not a parameter of "
+                        f"{type(self.estimator).__name__} other than learning_rate."
+                    )
+                if name == "lr_units":
+                    raise ValueError(
+                        f"{source}: 'lr_units' cannot be scanned: the scan owns "
+                        "the learning-rate units (set them with lr_units)."
+                    )
+                if isinstance(values, (str, bytes)) or not np.iterable(values):
+                    raise TypeError(
+                        f"param_grid: the values of {name!r} must be a list or "
+                        f"an array, got {values!r}."
+                    )
+        try:
+            candidates = list(ParameterGrid(grid))
+        except (TypeError, ValueError) as exc:
+            raise type(exc)(f"param_grid: {exc}") from exc
+        if not candidates:
+            raise ValueError("param_grid must not be empty.")
+        names = list(dict.fromkeys(n for c in candidates for n in c))
+        return lrs, candidates, names
 
-    def _configure(self, value, seed):
-        """The estimator with the second-axis value and the seed set."""
+    def _configure(self, params, seed):
+        """The estimator with a candidate's parameters and the seed set."""
         est = clone(self.estimator)
         if "lr_units" in est.get_params():
-            # The scan owns the units (normalize); its runs get eta itself.
+            # The scan owns the units; its runs get eta itself.
             est.set_params(lr_units="absolute")
-        if self.param_name is not None:
-            est.set_params(**{self.param_name: value})
+        est.set_params(**params)
         if seed is not None:
             est.set_params(random_state=seed)
         return est
 
-    def _batched_engines(self, X, y, values, run_keys):
-        """The batched engine of every run's configuration, or None.
-
-        Asks each configured clone for its ``batched_engine(X, y)`` (scan
-        protocol); None unless every configuration offers one.
-        """
-        if not hasattr(self.estimator, "batched_engine"):
-            return None
-        engines = {}
-        for value_index, seed in dict.fromkeys(run_keys):  # distinct, in order
-            est = self._configure(values[value_index], seed)
-            engine = est.batched_engine(X, y)
-            if engine is None:
-                return None
-            engines[value_index, seed] = engine
-        return engines
-
-    def _draw_seeds(self, n_val, n_lr, values):
+    def _draw_seeds(self, n_lr, candidates):
         """Seed of every run: one shared seed (same init) or one per run.
 
-        On a ``random_state`` axis the values are the seeds.
+        A candidate that sets ``random_state`` uses it.
         """
-        n_runs = n_val * n_lr
-        if self.param_name == "random_state":
-            self.init_seed_ = np.asarray(values, dtype=object)
-            return np.repeat(self.init_seed_, n_lr)
+        n_cand = len(candidates)
+        n_runs = n_cand * n_lr
+        shape = (n_lr,) if not self._grid_axes else (n_cand, n_lr)
+        own = [c["random_state"] for c in candidates if "random_state" in c]
         if "random_state" not in self.estimator.get_params():
             self.init_seed_ = None
             return np.full(n_runs, None, dtype=object)
         rng = check_random_state(self.random_state)
-        own = self.estimator.get_params()["random_state"]
         if self.same_init:
-            if isinstance(own, Integral):
-                self.init_seed_ = int(own)
-            else:
-                self.init_seed_ = int(rng.randint(np.iinfo(np.int32).max))
-            return np.full(n_runs, self.init_seed_, dtype=object)
-        seeds = rng.randint(np.iinfo(np.int32).max, size=n_runs)
-        self.init_seed_ = seeds.reshape(
-            (n_lr,) if self.param_name is None else (n_val, n_lr)
-        )
-        return seeds.astype(object)
+            base = self.estimator.get_params()["random_state"]
+            if not isinstance(base, Integral):
+                base = int(rng.randint(np.iinfo(np.int32).max))
+            seeds = np.full(n_runs, int(base), dtype=object)
+        else:
+            seeds = rng.randint(np.iinfo(np.int32).max, size=n_runs).astype(object)
+        for j, cand in enumerate(candidates):
+            if "random_state" in cand:
+                seeds[j * n_lr : (j + 1) * n_lr] = cand["random_state"]
+        if own and len(own) == n_cand and self._grid_axes == ["random_state"]:
+            self.init_seed_ = np.asarray(own, dtype=object)
+        elif self.same_init and not own:
+            self.init_seed_ = int(seeds[0])
+        else:
+            self.init_seed_ = seeds.reshape(shape)
+        return seeds
 
-    def _initial_sharpness(self, X, y, values, run_keys):
-        """``lambda_H0`` and ``eta_c`` of every run, one init fit per distinct
-        initialization (``max_iter=0``)."""
-        info = {}
-        for key in run_keys:
-            if key not in info:
-                est = self._configure(values[key[0]], key[1])
-                if "max_iter" in est.get_params():
-                    est.set_params(max_iter=0)
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    try:
-                        est.fit(X, y)
-                    except InvalidParameterError as exc:
-                        if "max_iter" not in str(exc):
-                            raise
-                        raise TypeError(
-                            _protocol_message(est, f"max_iter=0 is refused ({exc})")
-                        ) from exc
-                missing = [a for a in _PROTOCOL_ATTRIBUTES if not hasattr(est, a)]
-                if missing:
-                    raise TypeError(
-                        _protocol_message(est, f"its fit sets no {missing}")
-                    )
-                info[key] = (
-                    float(est.initial_sharpness_),
-                    float(getattr(est, "critical_learning_rate_", np.nan)),
-                )
-        both = np.array([info[key] for key in run_keys])
+    def _initial_sharpness(self, X, y, candidates, run_keys, store, fp):
+        """``lambda_H0`` and ``eta_c`` of every run: one ``max_iter=0`` fit per
+        distinct initialization, found in the cache or fitted in parallel."""
+        distinct = list(dict.fromkeys(run_keys))
+        keys, found = {}, {}
+        if store is not None:
+            keys = {
+                rk: run_key(fp["config"][rk[0]], fp["data"], rk[1], "init")
+                for rk in distinct
+            }
+            found = store.load(keys.values())
+        info, tasks, todo = {}, [], []
+        for rk in distinct:
+            if rk in keys and keys[rk] in found:
+                block, row = found[keys[rk]]
+                info[rk] = tuple(block["columns"]["init"][row])
+                continue
+            est = self._configure(candidates[rk[0]], rk[1])
+            if "max_iter" in est.get_params():
+                est.set_params(max_iter=0)
+            tasks.append((_initial_fit, (est, X, y), {}))
+            todo.append(rk)
+        for ids, res in self._dispatch(tasks, todo):
+            info[ids] = res
+        if store is not None and todo:
+            store.save(
+                [keys[rk] for rk in todo],
+                {"columns": {"init": np.array([info[rk] for rk in todo])}},
+            )
+        both = np.array([info[rk] for rk in run_keys])
         return both[:, 0], both[:, 1]
+
+    def _dispatch(self, tasks, ids):
+        """Run ``tasks`` (``(func, args, kwargs)`` triples), yield ``(id,
+        result)`` as they finish.
+
+        In the calling process when there is at most one task (no worker is
+        started for nothing), else through :class:`~sklearn.utils.parallel.
+        Parallel` with ``n_jobs``: results come back as they finish where the
+        backend can stream them, else (``multiprocessing``) in rounds of a few
+        tasks per worker.  See :meth:`_quietly` for warnings.
+        """
+        if not tasks:
+            return
+        if len(tasks) == 1:
+            func, args, kwargs = tasks[0]
+            yield ids[0], func(*args, **kwargs)
+            return
+        verbose = max(0, int(self.verbose) - 1)
+        tagged = [delayed(_tagged)(i, *t) for i, t in zip(ids, tasks, strict=True)]
+        try:
+            parallel = Parallel(
+                n_jobs=self.n_jobs, verbose=verbose, return_as="generator_unordered"
+            )
+            rounds = [tagged]
+        except ValueError:  # the backend cannot stream results
+            parallel = Parallel(n_jobs=self.n_jobs, verbose=verbose)
+            size = 2 * effective_n_jobs(self.n_jobs)
+            rounds = [tagged[i : i + size] for i in range(0, len(tagged), size)]
+        for batch in rounds:
+            results = self._quietly(lambda batch=batch: iter(parallel(batch)))
+            while (item := self._quietly(next, results, None)) is not None:
+                yield item
+
+    def _quietly(self, func, *args):
+        """``func(*args)`` with the runs' warnings counted, not shown.
+
+        Each worker silences and counts its own warnings; in thread-based
+        backends (threading, in-process Dask) ``catch_warnings`` is not
+        thread-safe, so this context catches whatever slips through (counted
+        in ``self._n_leaked``).  Warnings of the cache and the parallel
+        machinery are not the runs': they are shown.
+        """
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            out = func(*args)
+        for w in caught:
+            if _infrastructure_warning(w):
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+            else:
+                self._n_leaked += 1
+        return out
 
     @_fit_context(
         # estimator is validated by its own fit
         prefer_skip_nested_validation=False
     )
     def fit(self, X, y):
-        """Run and label every learning rate (times every ``param_values``).
+        """Run and label every learning rate (times every parameter setting).
 
         Parameters
         ----------
@@ -620,7 +699,8 @@ default=None
             y_numeric=not is_classifier(self.estimator),
             dtype=np.float64,
         )
-        lrs, values = self._check_grid()
+        lrs, candidates, names = self._check_grid()
+        self._grid_axes = names
         band = deprecated_eos_band(self.eos_band, self.edge_band)
         name = "edge_band" if self.eos_band == "deprecated" else "eos_band"
         if len(band) != 2 or not band[0] <= band[1]:
@@ -628,8 +708,8 @@ default=None
                 f"{name} must be a pair (low, high) with low <= high, got "
                 f"{getattr(self, name)!r}."
             )
-        n_lr, n_val = lrs.size, len(values)
-        n_runs = n_lr * n_val
+        n_lr, n_cand = lrs.size, len(candidates)
+        n_runs = n_lr * n_cand
         analysis = {
             "tail": self.tail,
             "max_period": int(self.max_period),
@@ -637,13 +717,26 @@ default=None
             "edge_band": tuple(float(b) for b in band),
             "lyapunov_tol": float(self.lyapunov_tol),
         }
+        n_tail = None if self.n_tail_points is None else int(self.n_tail_points)
+        store = RunStore.from_memory(self.memory)
+        self._n_leaked = 0
+        start = time.monotonic()
 
-        seeds = self._draw_seeds(n_val, n_lr, values)
-        run_val = np.repeat(np.arange(n_val), n_lr)
-        # a run's configuration: (index of its param_values entry, its seed)
-        run_keys = list(zip(run_val, seeds, strict=True))
-        lam0, eta_c = self._initial_sharpness(X, y, values, run_keys)
-        grid = np.tile(lrs, n_val)
+        seeds = self._draw_seeds(n_lr, candidates)
+        run_cand = np.repeat(np.arange(n_cand), n_lr)
+        # a run's configuration: (index of its candidate, its seed)
+        run_keys = list(zip(run_cand.tolist(), seeds.tolist(), strict=True))
+        fp = {"config": {}, "data": None}
+        if store is not None:  # fingerprints taken once per scan
+            fp["data"] = fingerprint(X, y)
+            fp["analysis"] = fingerprint(analysis, n_tail)
+            for j, cand in enumerate(candidates):
+                est = self._configure(cand, None).set_params(learning_rate=1.0)
+                if "random_state" in est.get_params():
+                    est.set_params(random_state=None)
+                fp["config"][j] = fingerprint(est)
+        lam0, eta_c = self._initial_sharpness(X, y, candidates, run_keys, store, fp)
+        grid = np.tile(lrs, n_cand)
         units = self._units()
         eta = resolve_learning_rate(
             grid, units, initial_sharpness=lam0, critical_learning_rate=eta_c
@@ -653,38 +746,89 @@ default=None
 
         engine, engines = self.engine, None
         if engine != "per_run":
-            engines = self._batched_engines(X, y, values, run_keys)
+            engines = self._batched_engines(X, y, candidates, run_keys)
         if engine == "auto":
-            engine = "per_run" if engines is None else "batched"
+            offered = engines is not None and all(e.auto for e in engines.values())
+            engine = "batched" if offered else "per_run"
         elif engine == "batched" and engines is None:
             raise ValueError(
                 "engine='batched' needs an estimator offering a batched engine "
                 "for every run (UVRegressor on a single example with optimizer="
-                f"'gd', a constant learning_rate and engine 'auto' or 'function'); "
-                f"got {type(self.estimator).__name__} on {X.shape[0]} samples. "
-                "Use engine='per_run'."
-            )
-        memory = self.memory
-        if isinstance(memory, os.PathLike):
-            memory = os.fspath(memory)
-        memory = check_memory(memory)
-        show = sys.stderr.isatty() if self.progress == "auto" else bool(self.progress)
-        start = time.monotonic()
-        if engine == "batched":
-            runs = self._run_batched(engines, run_keys, eta, memory, analysis, show)
-        else:
-            runs = self._run_per_run(
-                X, y, values, run_keys, eta, memory, analysis, show
+                "'gd', a constant learning_rate and engine 'auto' or 'function'; "
+                "MLPRegressor or MLPClassifier trained by full-batch 'gd'); got "
+                f"{type(self.estimator).__name__} on {X.shape[0]} samples. Use "
+                "engine='per_run'."
             )
 
-        results = {"learning_rate": eta}
-        if self.param_name is not None:
-            col = np.empty(n_runs, dtype=object)
-            col[:] = [values[j] for j in run_val]
-            if all(isinstance(v, Real) and not isinstance(v, bool) for v in values):
-                col = col.astype(float)
-            results[f"param_{self.param_name}"] = col
-        results["c"] = c
+        # The table of everything known before the runs (streamed with them).
+        table = {"learning_rate": eta}
+        for axis in names:
+            table[f"param_{axis}"] = _column([c.get(axis) for c in candidates])[
+                run_cand
+            ]
+        if names:
+            params = np.empty(n_cand, dtype=object)
+            params[:] = candidates
+            table["params"] = params[run_cand]
+        table["c"] = c
+        table["initial_sharpness"] = lam0
+        table["critical_learning_rate"] = eta_c
+        collected = _Collected(n_runs)
+        sink = _ParquetSink.open(self.results_file, table)
+        show = sys.stderr.isatty() if self.progress == "auto" else bool(self.progress)
+        bar = _Progress(n_runs, show)
+
+        keys = []
+        if store is not None:
+            keys = [
+                run_key(fp["config"][j], fp["data"], fp["analysis"], seed, float(e))
+                for (j, seed), e in zip(run_keys, eta.tolist(), strict=True)
+            ]
+        found = store.load(keys) if store is not None else {}
+        self.n_cached_ = len(found)
+        by_block = {}
+        for i, key in enumerate(keys):
+            if key in found:
+                block, row = found[key]
+                by_block.setdefault(id(block), (block, [], []))
+                by_block[id(block)][1].append(i)
+                by_block[id(block)][2].append(row)
+        for block, index, rows in by_block.values():
+            collected.fill(np.asarray(index), block, np.asarray(rows))
+        done = np.flatnonzero(collected.filled)
+        if done.size:
+            sink.write(done, collected)
+            bar.update(done.size)
+        todo = np.flatnonzero(~collected.filled)
+
+        if engine == "batched":
+            tasks, ids = self._batched_tasks(
+                engines, run_keys, eta, todo, analysis, n_tail
+            )
+        else:
+            tasks, ids = [], []
+            for i in todo.tolist():
+                j, seed = run_keys[i]
+                est = self._configure(candidates[j], seed)
+                est.set_params(learning_rate=float(eta[i]))
+                kwargs = {"analysis": analysis, "n_tail_points": n_tail}
+                tasks.append((_fit_and_label, (est, X, y), kwargs))
+                ids.append(np.array([i]))
+        try:
+            for index, part in self._dispatch(tasks, ids):
+                block = _as_block(part)
+                rows = np.arange(index.size)
+                collected.fill(index, block, rows)
+                if store is not None:
+                    store.save([keys[i] for i in index.tolist()], block)
+                sink.write(index, collected)
+                bar.update(index.size)
+        finally:
+            sink.close()
+
+        runs = collected.columns
+        results = dict(table)
+        del results["initial_sharpness"], results["critical_learning_rate"]
         for key in _RESULT_KEYS[2:]:
             if key == "initial_sharpness":
                 results[key] = lam0
@@ -692,15 +836,18 @@ default=None
                 results[key] = eta_c
             else:
                 results[key] = runs[key]
+        for key, column in runs.items():  # diagnostics beyond the fixed keys
+            if key not in results and key != "n_warnings":
+                results[key] = column
         self.results_ = results
-        shape = (n_lr,) if self.param_name is None else (n_val, n_lr)
+        shape = (n_lr,) if not names else (n_cand, n_lr)
         self.labels_ = np.asarray(results["label"], dtype=object).reshape(shape)
         self.learning_rates_ = eta.reshape(shape)
-        self.trace_tails_ = self._tidy_tails(runs, results)
+        self.trace_tails_ = self._tidy_tails(collected.tails, results, names)
         self.engine_ = engine
         self.lr_units_ = units
         self.n_runs_ = n_runs
-        self.n_warnings_ = int(np.sum(runs["n_warnings"])) + runs["n_leaked"]
+        self.n_warnings_ = int(np.sum(runs["n_warnings"])) + self._n_leaked
         if self.verbose:
             counts = {k: int(np.sum(results["label"] == k)) for k in LABELS}
             print(
@@ -711,83 +858,53 @@ default=None
             )
         return self
 
-    def _run_per_run(self, X, y, values, run_keys, eta, memory, analysis, show):
-        n_runs = eta.size
-        worker = memory.cache(_fit_and_label)
-        self.n_cached_ = 0
-        out, jobs, todo = [None] * n_runs, [], []
-        bar = _Progress(n_runs, show)
-        for i, (value_index, seed) in enumerate(run_keys):
-            est = self._configure(values[value_index], seed)
-            est.set_params(learning_rate=float(eta[i]))
-            kwargs = {
-                "analysis": analysis,
-                "n_tail_points": int(self.n_tail_points),
-            }
-            out[i] = self._from_cache(worker, (est, X, y), kwargs)
-            if out[i] is None:
-                jobs.append(delayed(worker)(est, X, y, **kwargs))
-                todo.append(i)
-            else:
-                bar.update()
-        parallel = Parallel(
-            n_jobs=self.n_jobs,
-            verbose=max(0, int(self.verbose) - 1),
-            return_as="generator",
-        )
-        # Each worker silences and counts its own warnings; in thread-based
-        # backends (threading, in-process Dask) ``catch_warnings`` is not
-        # thread-safe, so this outer context catches whatever slips through
-        # and restores the filters at the end.  Warnings of the cache and
-        # the parallel machinery are not the runs': they are shown.
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            if jobs:  # a fully cached scan starts no workers
-                for i, res in zip(todo, parallel(jobs), strict=True):
-                    out[i] = res
-                    bar.update()
-        leaked = [w for w in caught if not _infrastructure_warning(w)]
-        for w in caught:
-            if _infrastructure_warning(w):
-                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-        n_leaked = len(leaked)
-        runs = {}
-        for key in _RESULT_KEYS[2:]:
-            if key in ("initial_sharpness", "critical_learning_rate"):
-                continue
-            runs[key] = np.array([r[key] for r in out])
-        runs["label"] = runs["label"].astype(object)
-        runs["n_warnings"] = np.array([r["n_warnings"] for r in out])
-        runs["n_leaked"] = n_leaked
-        for key in ("tail_steps", "tail_sharpness", "tail_loss"):
-            runs[key] = [np.asarray(r[key]) for r in out]
-        return runs
+    def _batched_engines(self, X, y, candidates, run_keys):
+        """The batched engine of every run's configuration, or None.
 
-    def _from_cache(self, func, args, kwargs):
-        """The cached result of ``func(*args, **kwargs)``, or None.
-
-        Counts it in ``n_cached_``.  A corrupt entry is removed (it is then
-        recomputed and stored anew) with one warning line, instead of
-        joblib's logged traceback, and is not counted.
+        Asks each configured clone for its ``batched_engine(X, y)`` (scan
+        protocol); None unless every configuration offers one.
         """
-        if not hasattr(func, "check_call_in_cache"):
-            return None  # memory=None: nothing is cached
-        if not func.check_call_in_cache(*args, **kwargs):
+        if not hasattr(self.estimator, "batched_engine"):
             return None
-        entry = func.call_and_shelve(*args, **kwargs)
-        try:
-            result = entry.get()
-        except Exception as exc:  # unreadable: truncated, garbage, old format
-            entry.clear()
-            warnings.warn(
-                f"memory: a corrupt cache entry ({type(exc).__name__}) was "
-                "removed and its run recomputed.",
-                CacheWarning,
-                stacklevel=5,  # the caller of fit
-            )
-            return None
-        self.n_cached_ += 1
-        return result
+        engines = {}
+        for j, seed in dict.fromkeys(run_keys):  # distinct, in order
+            engine = self._configure(candidates[j], seed).batched_engine(X, y)
+            if engine is None:
+                return None
+            engines[j, seed] = engine
+        return engines
+
+    def _batched_tasks(self, engines, run_keys, eta, todo, analysis, n_tail):
+        """One kernel call per block of runs still to compute.
+
+        Runs sharing a kernel and its static arguments are stacked; each
+        group is cut into blocks of at most the engine's ``max_block`` runs,
+        and into at least a few blocks per worker, so that every worker is
+        busy and a finished block is cached and reported while others run.
+        Runs are independent: the blocks do not change any number.
+        """
+        groups = {}
+        for i in todo.tolist():
+            engine = engines[run_keys[i]]
+            groups.setdefault((engine.kernel, engine.key), (engine, []))[1].append(i)
+        workers = effective_n_jobs(self.n_jobs)
+        tasks, ids = [], []
+        for (kernel, static), (engine, index) in groups.items():
+            n = len(index)
+            per_block = -(-n // (4 * workers)) if workers > 1 else n
+            size = max(1, min(engine.max_block, per_block))
+            for first in range(0, n, size):
+                block = np.asarray(index[first : first + size])
+                states = [engines[run_keys[i]].state for i in block.tolist()]
+                kwargs = {
+                    name: np.array([st[name] for st in states]) for name in states[0]
+                }
+                kwargs["eta"] = eta[block]
+                kwargs.update(static)
+                kwargs.update(analysis=analysis, n_tail_points=n_tail)
+                tasks.append((kernel, (), kwargs))
+                ids.append(block)
+        return tasks, ids
 
     def _units(self):
         """The units of ``learning_rates`` (``lr_units``, or deprecated ones)."""
@@ -808,78 +925,221 @@ default=None
             return self.estimator.get_params().get("lr_units", "absolute")
         return self.normalize
 
-    def _run_batched(self, engines, run_keys, eta, memory, analysis, show):
-        n_runs = eta.size
-        # Group the runs by kernel and static arguments; stack their states.
-        groups, state = {}, {}
-        for i, run_key in enumerate(run_keys):
-            engine = engines[run_key]
-            groups.setdefault((engine.kernel, engine.key), []).append(i)
-            state[i] = engine.state
-        self.n_cached_ = 0
-        bar = _Progress(n_runs, show)
-        runs, tails = {}, [None] * n_runs
-        # Blocks of runs: each is cached on its own (an interrupted scan keeps its
-        # finished blocks) and advances the progress line.
-        blocks = [
-            (key, block)
-            for key, index in groups.items()
-            for block in np.array_split(
-                np.asarray(index), -(-len(index) // _BATCH_BLOCK)
-            )
-        ]
-        for (kernel, static), index in blocks:
-            kernel = memory.cache(kernel)
-            args = ()
-            kwargs = {
-                name: np.array([state[i][name] for i in index], dtype=float)
-                for name in state[index[0]]
-            }
-            kwargs["eta"] = eta[index]
-            kwargs.update(static)
-            kwargs["analysis"] = analysis
-            kwargs["n_tail_points"] = int(self.n_tail_points)
-            part = self._from_cache(kernel, args, kwargs)
-            if part is None:
-                part = kernel(*args, **kwargs)
-            for key, value in part.items():
-                if key.startswith("tail_"):
-                    continue
-                if key not in runs:
-                    dtype = object if key == "label" else value.dtype
-                    runs[key] = np.empty(n_runs, dtype=dtype)
-                runs[key][index] = value
-            for j, i in enumerate(index):
-                bounded = not part["diverged"][j]
-                P = part["tail_steps"].size if bounded else 0
-                tails[i] = (
-                    part["tail_steps"][:P] if P else np.empty(0, dtype=int),
-                    part["tail_sharpness"][j, :P],
-                    part["tail_loss"][j, :P],
-                )
-            bar.update(index.size)
-        runs["n_warnings"] = np.zeros(n_runs, dtype=np.int64)
-        runs["n_leaked"] = 0
-        runs["tail_steps"] = [t[0] for t in tails]
-        runs["tail_sharpness"] = [t[1] for t in tails]
-        runs["tail_loss"] = [t[2] for t in tails]
-        return runs
-
-    def _tidy_tails(self, runs, results):
-        lengths = np.array([s.size for s in runs["tail_sharpness"]], dtype=np.int64)
+    def _tidy_tails(self, tails, results, names):
+        lengths = np.array([t[1].size for t in tails], dtype=np.int64)
         run = np.repeat(np.arange(lengths.size), lengths)
 
         def cat(arrays, dtype):
+            if not arrays:
+                return np.empty(0, dtype=dtype)
             return np.concatenate(arrays).astype(dtype)
 
-        sharp = cat(runs["tail_sharpness"], float)
+        sharp = cat([t[1] for t in tails], float)
         table = {"run": run, "learning_rate": results["learning_rate"][run]}
-        if self.param_name is not None:
-            key = f"param_{self.param_name}"
+        for axis in names:
+            key = f"param_{axis}"
             table[key] = results[key][run]
-        table["step"] = cat(runs["tail_steps"], np.int64)
+        table["step"] = cat([t[0] for t in tails], np.int64)
         table["sharpness"] = sharp
         table["eta_sharpness"] = table["learning_rate"] * sharp
         table["stability_threshold"] = results["stability_threshold"][run]
-        table["loss"] = cat(runs["tail_loss"], float)
+        table["loss"] = cat([t[2] for t in tails], float)
         return table
+
+    def to_frame(self, kind="results"):
+        """The scan's results as a tidy :class:`pandas.DataFrame`.
+
+        Parameters
+        ----------
+        kind : {"results", "traces"}, default="results"
+            ``"results"``: one row per run (the columns of ``results_``,
+            ``params`` holding each run's parameter setting as a dict, types
+            kept: integer parameters stay integers); ``"traces"``: one row per
+            kept record (``trace_tails_``: the last ``n_tail_points`` records of
+            every bounded run, or every record with ``n_tail_points=None``).
+
+        Returns
+        -------
+        frame : pandas.DataFrame
+            Indexed by ``run`` (the row of ``results_``) for ``"results"``.
+        """
+        check_is_fitted(self, "results_")
+        import pandas as pd
+
+        if kind == "results":
+            frame = pd.DataFrame(self.results_)
+            frame.index.name = "run"
+            return frame
+        if kind == "traces":
+            return pd.DataFrame(self.trace_tails_)
+        raise ValueError(f"kind must be 'results' or 'traces', got {kind!r}.")
+
+
+# --------------------------------------------------------------------------
+# Helpers of fit: task wrappers, result collection, the Parquet sink
+# --------------------------------------------------------------------------
+
+
+def _tagged(tag, func, args, kwargs):
+    """``(tag, func(*args, **kwargs))``: a result that says which runs it holds."""
+    return tag, func(*args, **kwargs)
+
+
+def _initial_fit(est, X, y):
+    """``(lambda_H0, eta_c)`` of one configuration (a ``max_iter=0`` fit)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            est.fit(X, y)
+        except InvalidParameterError as exc:
+            if "max_iter" not in str(exc):
+                raise
+            raise TypeError(
+                _protocol_message(est, f"max_iter=0 is refused ({exc})")
+            ) from exc
+    missing = [a for a in _PROTOCOL_ATTRIBUTES if not hasattr(est, a)]
+    if missing:
+        raise TypeError(_protocol_message(est, f"its fit sets no {missing}"))
+    return (
+        float(est.initial_sharpness_),
+        float(getattr(est, "critical_learning_rate_", np.nan)),
+    )
+
+
+def _column(values):
+    """A results column of ``values``, typed: int, float, bool, else object."""
+    if values and all(isinstance(v, bool | np.bool_) for v in values):
+        return np.array(values, dtype=bool)
+    if values and all(
+        isinstance(v, Integral) and not isinstance(v, bool | np.bool_) for v in values
+    ):
+        return np.array(values, dtype=np.int64)
+    if values and all(
+        isinstance(v, Real) and not isinstance(v, bool | np.bool_) for v in values
+    ):
+        return np.array(values, dtype=float)
+    col = np.empty(len(values), dtype=object)
+    col[:] = values
+    return col
+
+
+def _as_block(part):
+    """A worker's result as a block: ``columns`` (arrays over its runs),
+    ``tails`` (one ``(steps, sharpness, loss)`` per run) and ``n_warnings``.
+
+    Accepts the dict of one per-run fit (:func:`_fit_and_label`) and the
+    output of a batched kernel (per-run arrays plus either ``tails`` or the
+    arrays ``tail_steps`` (common), ``tail_sharpness`` and ``tail_loss``).
+    """
+    part = dict(part)
+    if np.ndim(part["label"]) == 0:  # one per-run fit
+        tails = [
+            (part.pop("tail_steps"), part.pop("tail_sharpness"), part.pop("tail_loss"))
+        ]
+        columns = {k: np.array([v]) for k, v in part.items()}
+    else:
+        if "tails" in part:
+            tails = list(part.pop("tails"))
+        else:
+            steps = part.pop("tail_steps")
+            sharp, loss = part.pop("tail_sharpness"), part.pop("tail_loss")
+            empty = np.empty(0)
+            tails = [
+                (steps, sharp[j], loss[j])
+                if not diverged
+                else (np.empty(0, dtype=np.int64), empty, empty)
+                for j, diverged in enumerate(part["diverged"])
+            ]
+        columns = {k: np.asarray(v) for k, v in part.items()}
+        columns.setdefault("n_warnings", np.zeros(len(tails), dtype=np.int64))
+    columns["label"] = columns["label"].astype(object)
+    return {"columns": columns, "tails": tails}
+
+
+class _Collected:
+    """The per-run results of a scan as they arrive (from cache or workers)."""
+
+    def __init__(self, n_runs):
+        self.columns = {}
+        self.tails = [None] * n_runs
+        self.filled = np.zeros(n_runs, dtype=bool)
+
+    def fill(self, index, block, rows):
+        n = self.filled.size
+        for key, values in block["columns"].items():
+            if key not in self.columns:
+                dtype = object if values.dtype == object else values.dtype
+                self.columns[key] = np.zeros(n, dtype=dtype)
+            self.columns[key][index] = values[rows]
+        tails = block["tails"]
+        for i, r in zip(index.tolist(), rows.tolist(), strict=True):
+            self.tails[i] = tails[r]
+        self.filled[index] = True
+
+
+class _ParquetSink:
+    """Appends finished runs to a Parquet dataset (a directory of parts).
+
+    Each finished block of runs becomes one file ``part-<first run>.parquet``
+    written atomically, so the directory always holds exactly the runs that
+    finished; ``pandas.read_parquet(path)`` reads them as one table (sort by
+    ``run`` for the order of ``results_``).  The ``params`` column (dicts) is
+    left out: the ``param_<name>`` columns hold the same values.
+    """
+
+    def __init__(self, path, table):
+        self.path, self.table = path, table
+
+    @classmethod
+    def open(cls, path, table):
+        if path is None:
+            return _NoSink()
+        try:
+            import pyarrow  # noqa: F401
+        except ImportError as exc:
+            raise ImportError(
+                "results_file: writing Parquet needs pyarrow (pip install "
+                "'sharpsk[parquet]')."
+            ) from exc
+        path = Path(path)
+        if path.exists() and not path.is_dir():
+            raise ValueError(
+                f"results_file: {os.fspath(path)!r} exists and is not a directory "
+                "(a Parquet dataset is a directory of parts)."
+            )
+        if not path.parent.is_dir():
+            raise ValueError(
+                f"results_file: the parent directory of {os.fspath(path)!r} does "
+                "not exist."
+            )
+        path.mkdir(exist_ok=True)
+        for old in path.glob("part-*.parquet"):  # a previous scan's parts
+            old.unlink()
+        return cls(path, table)
+
+    def write(self, index, collected):
+        import pandas as pd
+
+        frame = {"run": index}
+        for key, column in self.table.items():
+            if key != "params":
+                frame[key] = column[index]
+        for key, column in collected.columns.items():
+            frame[key] = column[index]
+        for key, column in frame.items():
+            if column.dtype == object and key != "label":
+                frame[key] = column.astype(str)
+        tmp = self.path / f".part-{int(index[0]):09d}.tmp"
+        pd.DataFrame(frame).to_parquet(tmp, index=False)
+        os.replace(tmp, self.path / f"part-{int(index[0]):09d}.parquet")
+
+    def close(self):
+        pass
+
+
+class _NoSink:
+    def write(self, index, collected):
+        pass
+
+    def close(self):
+        pass

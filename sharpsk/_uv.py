@@ -24,6 +24,10 @@ from ._maps import uv_sharpness, uv_simulate
 from ._parameterization import resolve_parameterization
 from ._uv_batched import tail_lyapunov, uv_batched_runs
 
+# Runs of a batched scan per kernel call (bounds its memory; the unit of
+# caching and progress).  Numbers do not depend on it.
+_MAX_BLOCK = 4096
+
 __all__ = ["UVRegressor"]
 
 
@@ -439,6 +443,7 @@ class UVRegressor(HessianMixin, RegressorMixin, BaseEstimator):
                 ("max_iter", int(self.max_iter)),
                 ("record_every", int(self.record_every)),
             ),
+            max_block=_MAX_BLOCK,
         )
 
     def tail_lyapunov_exponent(self, n_records):

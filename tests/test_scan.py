@@ -367,7 +367,7 @@ def test_memory_caches_batched_scan(tmp_path):
     kw = {"learning_rates": [0.5, 1.1, 1.5], "progress": False}
     first = LearningRateScan(UV1, memory=tmp_path, **kw).fit(X1, Y1)
     second = LearningRateScan(UV1, memory=tmp_path, **kw).fit(X1, Y1)
-    assert (first.n_cached_, second.n_cached_) == (0, 1)
+    assert (first.n_cached_, second.n_cached_) == (0, 3)  # runs, not blocks
     assert_results_equal(first.results_, second.results_)
 
 
@@ -535,8 +535,9 @@ def test_normalize_critical_units():
 def test_batched_scan_caches_blocks(tmp_path, monkeypatch):
     """A batched scan interrupted after its first block resumes from it."""
     import sharpsk._scan as scan_module
+    import sharpsk._uv as uv_module
 
-    monkeypatch.setattr(scan_module, "_BATCH_BLOCK", 4)
+    monkeypatch.setattr(uv_module, "_MAX_BLOCK", 4)
     X, y = np.ones((1, 4)) / 2.0, np.array([1.0])
     uv = UVRegressor(width=64, init_scale=0.1, max_iter=300, random_state=0)
     rates = np.linspace(0.5, 1.5, 10)
@@ -561,9 +562,9 @@ def test_batched_scan_caches_blocks(tmp_path, monkeypatch):
             make_scan(str(tmp_path)).fit(X, y)
     resumed = make_scan(str(tmp_path)).fit(X, y)
     assert resumed.engine_ == "batched"
-    assert resumed.n_cached_ == 1  # of the blocks of 4, 3 and 3 runs
+    assert resumed.n_cached_ == 4  # the first block of 4 runs (of 4, 4, 2)
     again = make_scan(str(tmp_path)).fit(X, y)
-    assert again.n_cached_ == 3
+    assert again.n_cached_ == 10
     for key in ("learning_rate", "label", "period", "lyapunov", "final_loss"):
         assert_array_equal(resumed.results_[key], ref.results_[key])
         assert_array_equal(again.results_[key], ref.results_[key])
@@ -627,13 +628,16 @@ def test_deprecated_normalize_and_eos_band():
 def test_corrupt_cache_entry_is_recomputed_and_not_counted(tmp_path):
     # Regression (issue 13): joblib logged a long traceback and n_cached_
     # counted the corrupt entry as cached.
+    import pickle
+
     X, y = multi_example_data()
     est = UVRegressor(width=4, max_iter=20, random_state=0)
     kw = {"learning_rates": [0.1, 0.2, 0.3], "memory": tmp_path, "progress": False}
     first = LearningRateScan(est, **kw).fit(X, y)
-    outputs = sorted(tmp_path.rglob("output.pkl"))
-    assert len(outputs) == 3
-    outputs[0].write_bytes(b"garbage")
+    blocks = sorted(tmp_path.rglob("*.pkl"))
+    runs = [b for b in blocks if "tails" in pickle.loads(b.read_bytes())[1]]
+    assert len(blocks) == 4 and len(runs) == 3  # one init fit, three runs
+    runs[0].write_bytes(b"garbage")
     with pytest.warns(CacheWarning, match="corrupt cache entry") as record:
         again = LearningRateScan(est, **kw).fit(X, y)
     assert len(record) == 1
@@ -644,17 +648,18 @@ def test_corrupt_cache_entry_is_recomputed_and_not_counted(tmp_path):
 
 def test_cache_warnings_are_shown_not_counted(tmp_path, monkeypatch):
     # Regression (issue 13): on a full disk the scan's own warning capture
-    # swallowed joblib's "Unable to cache" warnings (counted in n_warnings_).
-    from joblib._store_backends import FileSystemStoreBackend
+    # swallowed the "Unable to cache" warnings (counted in n_warnings_).
+    from sharpsk._runstore import RunStore
 
     def full_disk(self, *args, **kwargs):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(FileSystemStoreBackend, "_concurrency_safe_write", full_disk)
+    monkeypatch.setattr(RunStore, "_write", full_disk)
     X, y = multi_example_data()
     est = UVRegressor(width=4, max_iter=20, random_state=0)
-    with pytest.warns(CacheWarning, match="Unable to cache"):
+    with pytest.warns(CacheWarning, match="Unable to cache") as record:
         scan = LearningRateScan(
             est, learning_rates=[0.1, 0.2], memory=tmp_path, progress=False
         ).fit(X, y)
+    assert len(record) == 1  # one warning, not one per run
     assert scan.n_warnings_ == 0 and scan.n_cached_ == 0
