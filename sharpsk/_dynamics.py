@@ -297,6 +297,15 @@ def _analyze_batch(
         default="periodic",
     ).astype(object)
     converged = label == "converge"
+    drift, settled = _settling(Zk, eta_sharpness[ok], period[ok], scale)
+    drift_all = np.full(n_runs, np.nan)
+    drift_all[ok] = drift
+    settled_all = np.ones(n_runs, dtype=bool)
+    # Chaotic tails are not tested (their halves differ by chance), and a
+    # detected fixed point has settled by definition.
+    tested = bounded & (label != "chaotic") & ~((period == 1) & converged)
+    settled_all[ok] = settled
+    settled_all[~tested] = True
     period[converged] = 1
     period[diverged] = 0
     return {
@@ -312,7 +321,53 @@ def _analyze_batch(
         "edge_ratio_mean": ratio,
         "catapult": converged & (max_eta_sharpness > edge),
         "diverged": diverged,
+        "settled": settled_all,
+        "drift": drift_all,
     }
+
+
+#: Relative change across the tail above which a run has not settled.
+SETTLE_TOL = 1e-2
+
+
+def _settling(Z, eta_sharpness, period, scale):
+    """Whether each run's tail is stationary: ``(drift, settled)``.
+
+    ``drift`` is the relative change of the tracked sharpness between the
+    two halves of its tail (``mean(second) / mean(first) - 1``).  A run has
+    settled when ``|drift| <= SETTLE_TOL`` and, for a detected even period
+    ``p``, the amplitude of its ``p``-cycle about the ``p / 2``-cycle (the
+    mean of ``|z[t] - z[t - p/2]|``, per signal) changes by at most
+    ``SETTLE_TOL`` between the halves: near a period doubling an orbit that
+    still decays onto the lower period repeats within ``rtol`` over the tail
+    but shrinks from one half to the next.  Amplitudes at round-off level
+    (below ``1e-9`` of the signal's scale) are not tested.
+    """
+    n = Z.shape[0]
+    drift = np.full(n, np.nan)
+    Ts = eta_sharpness.shape[1]
+    if Ts >= 4:
+        h = Ts // 2
+        first = np.mean(eta_sharpness[:, :h], axis=1)
+        second = np.mean(eta_sharpness[:, Ts - h :], axis=1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            drift = second / first - 1.0
+    settled = ~(np.abs(drift) > SETTLE_TOL)  # NaN (too short): settled
+    T = Z.shape[2]
+    for p in np.unique(period[(period >= 2) & (period % 2 == 0)]):
+        rows = np.flatnonzero(period == p)
+        half = int(p) // 2
+        if T - half < 4:
+            continue
+        amp = np.abs(Z[rows, :, half:] - Z[rows, :, :-half])
+        m = amp.shape[2] // 2
+        a1 = np.mean(amp[:, :, :m], axis=2)
+        a2 = np.mean(amp[:, :, amp.shape[2] - m :], axis=2)
+        big = a1 > 1e-9 * scale[rows]  # above round-off
+        with np.errstate(divide="ignore", invalid="ignore"):
+            change = np.where(big, np.abs(a2 / a1 - 1.0), 0.0)
+        settled[rows] &= np.max(change, axis=1) <= SETTLE_TOL
+    return drift, settled
 
 
 def classify_run(
@@ -417,7 +472,12 @@ default=None
         ``eta_sharpness_std`` of ``eta * lambda_H`` (NaN when diverged),
         ``max_eta_sharpness`` over the whole trace, ``edge_ratio_mean`` (the
         tail mean of the edge ratio), ``catapult`` (converged after the
-        sharpness exceeded the threshold), ``diverged`` and ``tail``.
+        sharpness exceeded the threshold), ``diverged``, ``settled`` (the
+        tail is stationary: the sharpness does not drift by more than 1 %
+        between its halves and a detected even-period cycle does not decay
+        onto the lower period; see the user guide's label policy; chaotic
+        and diverged runs count as settled), ``drift`` (that relative change
+        of the tracked sharpness, NaN when diverged) and ``tail``.
 
     Examples
     --------

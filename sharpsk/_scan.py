@@ -163,6 +163,8 @@ def _fit_and_label(estimator, X, y, *, analysis, n_tail_points):
             stability_threshold=nan,
             catapult=False,
             diverged=True,
+            settled=True,
+            drift=nan,
             n_iter=0,
         )
         empty = np.empty(0)
@@ -254,9 +256,17 @@ default=None
         runs get ``eta`` itself and ``results_["learning_rate"]`` holds it.
     param_name : str, default=None
         A second estimator parameter to scan (``"width"``, ``"init_scale"``,
-        ``"parameterization"``, ...) for phase diagrams.
+        ``"parameterization"``, ...) for phase diagrams: the same as
+        ``param_grid={param_name: param_values}``.
     param_values : array-like, default=None
         Its values (required with ``param_name``).
+    param_grid : dict or list of dict, default=None
+        Estimator parameters to scan besides the learning rate, as in
+        :class:`~sklearn.model_selection.GridSearchCV`: a dict of lists (every
+        combination) or a list of such dicts.  Every learning rate runs for
+        every setting; ``results_`` gets a ``param_<name>`` column per
+        parameter (integers stay integers) and a ``params`` column.  A
+        ``random_state`` entry gives the runs' seeds.
     engine : {"auto", "batched", "per_run"}, default="auto"
         ``"batched"`` runs the vectorised UV kernel (single-example
         :class:`~sharpsk.UVRegressor` with ``engine`` ``"auto"`` or
@@ -277,20 +287,35 @@ default=None
         runs).
     lyapunov_tol : float, default=1e-2
         Exponents above it count as chaotic.
-    n_tail_points : int, default=64
-        Records per run kept in ``trace_tails_`` (bifurcation diagrams).
+    n_tail_points : int or None, default=64
+        Records per run kept in ``trace_tails_`` (bifurcation diagrams); None
+        keeps every record of every run (full traces, diverged runs' finite
+        prefix included).
     same_init : bool, default=True
         Start every run from the same initial weights: the estimator's own
         integer ``random_state`` if it has one, else one seed drawn from
         ``random_state``.  With ``False`` each run gets its own seed.
     n_jobs : int, default=None
-        Parallel jobs for the per-run engine (``None`` means 1 unless in a
-        :func:`joblib.parallel_config` context; -1 means all processors).
-    memory : str, path-like or object with the joblib.Memory interface, \
-            default=None
-        Caches every finished run (a directory path or a ``joblib.Memory``),
-        so an interrupted scan, rerun, recomputes only the missing runs.  A
-        batched UV scan is cached in blocks of up to 4096 runs.
+        Parallel jobs (``None`` means 1 unless in a
+        :func:`joblib.parallel_config` context; -1 means all processors): runs
+        of the per-run engine, blocks of runs of a batched engine, and the
+        initial-sharpness fits, with any joblib backend (loky, threading,
+        multiprocessing, Dask).  No worker starts when nothing is left to
+        compute.
+    memory : str, path-like or joblib.Memory, default=None
+        A directory (or a ``joblib.Memory`` and its location) where every
+        finished run is cached under its own key: the estimator's
+        configuration, the data, the labelling options, the run's seed and
+        learning rate.  A rerun, an extended or refined grid, or a scan
+        interrupted and started again recomputes only the runs it does not
+        find.  X and y are fingerprinted once per fit.
+    results_file : str or path-like, default=None
+        A Parquet dataset (a directory, created if its parent exists) to which
+        finished runs are appended as they finish, one file per block, so a
+        killed scan's dataset holds every run that finished;
+        ``pandas.read_parquet(results_file)`` reads it (one row per run, the
+        columns of ``results_`` and ``run``, the row of ``results_``).  Needs
+        pyarrow (``pip install 'sharpsk[parquet]'``).
     progress : bool or "auto", default="auto"
         Write a one-line progress report to stderr; ``"auto"`` does so when
         stderr is a terminal.
@@ -310,14 +335,16 @@ default=None
     Attributes
     ----------
     labels_ : ndarray of str of shape (n_learning_rates,) or \
-            (n_param_values, n_learning_rates)
+            (n_settings, n_learning_rates)
         One label per run, in the order of ``learning_rates`` (rows follow
-        ``param_values``).
+        ``param_values``, or the settings of ``param_grid`` in the order of
+        :class:`~sklearn.model_selection.ParameterGrid`).
     learning_rates_ : ndarray of the same shape
         The learning rate ``eta`` each run used.
     results_ : dict of ndarray of shape (n_runs,)
-        One entry per run, ready for ``pandas.DataFrame``: ``learning_rate``,
-        ``param_<param_name>`` (2-D scans), ``c`` (``eta * lambda_H0``),
+        One entry per run, ready for ``pandas.DataFrame`` (see
+        :meth:`to_frame`): ``learning_rate``, ``param_<name>`` and ``params``
+        (scans over parameters), ``c`` (``eta * lambda_H0``),
         ``label``, ``period`` (1 converged, ``p`` for a period-``p`` orbit, 0
         aperiodic or diverged), ``lyapunov`` (NaN when diverged or unknown),
         ``final_loss`` (inf when diverged), ``eta_sharpness_mean``,
@@ -331,9 +358,10 @@ default=None
         ``critical_learning_rate`` (NaN unless the estimator defines it).
     trace_tails_ : dict of ndarray
         Tidy table of the last ``n_tail_points`` records of every bounded run
-        (the points of a bifurcation diagram): ``run`` (row of ``results_``),
-        ``learning_rate``, ``param_<param_name>``, ``step``, ``sharpness``,
-        ``eta_sharpness`` and ``loss``.
+        (the points of a bifurcation diagram), or of every record of every
+        run with ``n_tail_points=None``: ``run`` (row of ``results_``),
+        ``learning_rate``, ``param_<name>``, ``step``, ``sharpness``,
+        ``eta_sharpness``, ``stability_threshold`` and ``loss``.
     engine_ : str
         ``"batched"`` or ``"per_run"``.
     lr_units_ : str
@@ -342,8 +370,7 @@ default=None
     n_runs_ : int
         Number of runs.
     n_cached_ : int
-        Runs (per-run engine) or blocks of runs (batched engine) found in
-        ``memory`` instead of computed.
+        Runs found in ``memory`` instead of computed.
     n_warnings_ : int
         Total number of warnings silenced during the fits (exact for
         sequential and process-based backends; thread-based backends may lose

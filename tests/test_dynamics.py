@@ -482,3 +482,56 @@ def test_lazy_limit_thresholds():
         if c > 2:  # the loss spiked, and the NTK settled below 2 / eta
             assert np.max(df * df) > 100 * df[0] ** 2
             assert c * ntk[-1] / ntk0 < 2
+
+
+# --------------------------------------------------------------------------
+# Unsettled runs (issue 11)
+# --------------------------------------------------------------------------
+
+
+def test_run_still_sharpening_is_not_settled():
+    # The MLP case of issue 11: the loss still falls and the tail's eta
+    # lambda_H rises 1.76 -> 1.86 below the edge: labelled converge, but the
+    # label may not last.
+    t = np.arange(2000)
+    loss = 1.0 / (1.0 + t)
+    sharp = 1.76 + 0.1 * np.clip((t - 1500) / 499, 0.0, 1.0)  # over the tail
+    res = classify_run(loss, sharp, 1.0)
+    assert res["label"] == "converge" and res["tail"] == 500
+    assert not res["settled"]
+    halves = 1.76 + 0.1 * np.array([124.5, 374.5]) / 499  # means of the halves
+    assert res["drift"] == pytest.approx(halves[1] / halves[0] - 1, rel=1e-12)
+    flat = classify_run(loss, np.full(t.size, 1.8), 1.0)
+    assert flat["settled"] and flat["drift"] == 0.0
+
+
+def test_decaying_period_four_is_not_settled():
+    # A period-2 orbit with a 4-cycle that still decays onto it: it repeats
+    # with period 4 within rtol over the tail, yet shrinks from one half of
+    # the tail to the next.
+    t = np.arange(4096)
+    two = 1.0 + 0.1 * (-1.0) ** t
+    four = np.cos(np.pi * t / 2)
+    decaying = two + 1e-3 * 0.9998**t * four
+    res = classify_run(decaying, decaying, 2.0 / 1.0)
+    assert res["period"] == 4 and not res["settled"]
+    steady = classify_run(two + 1e-3 * four, two + 1e-3 * four, 2.0)
+    assert steady["period"] == 4 and steady["settled"]
+
+
+def test_uv_run_near_the_doubling_is_not_settled():
+    # Regression (issue 11): 2e4 steps just below the 2 -> 4 doubling gave
+    # period 4 where 2e5 steps give period 2; it is now flagged unsettled.
+    from sharpsk import UVRegressor
+
+    X, y = np.ones((1, 4)) / 2.0, np.array([1.0])
+    kw = {"width": 1, "random_state": 3, "lr_units": "critical"}
+    res = {}
+    for n in (20_000, 200_000):
+        uv = UVRegressor(max_iter=n, learning_rate=1.236, **kw).fit(X, y)
+        res[n] = classify_run(
+            uv.loss_curve_, uv.sharpness_trace_, uv.learning_rate_,
+            orbit=uv.residual_trace_,
+        )
+    assert (res[20_000]["period"], res[20_000]["settled"]) == (4, False)
+    assert (res[200_000]["period"], res[200_000]["settled"]) == (2, True)
