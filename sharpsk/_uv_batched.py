@@ -103,8 +103,9 @@ def uv_batched_runs(
         Steps and record schedule (as in ``UVRegressor``).
     analysis : dict
         ``tail``, ``max_period`` and the labelling tolerances.
-    n_tail_points : int
-        Records per run kept for the bifurcation table.
+    n_tail_points : int or None
+        Records per run kept for the bifurcation table (None: every record,
+        and no converged run is frozen).
     chunk_size : int, default=512
         Runs labelled at a time (bounds the memory of the analysis; with
         1024-record tails, 2048 doubled the peak memory of a 10^4-run scan and
@@ -114,7 +115,9 @@ def uv_batched_runs(
     -------
     result : dict
         Arrays of shape (n_runs,) keyed like ``results_``, plus
-        ``tail_steps`` (P,), ``tail_sharpness`` and ``tail_loss`` (n_runs, P).
+        ``tail_steps`` (P,), ``tail_sharpness`` and ``tail_loss`` (n_runs, P);
+        with ``n_tail_points=None``, ``tails`` instead: per run, its recorded
+        steps, sharpness and loss (up to the divergence for a diverged run).
     """
     delta_f0, ntk0, eta, kappa, y = (
         np.ascontiguousarray(a, dtype=float).ravel()
@@ -128,14 +131,16 @@ def uv_batched_runs(
     T = min(T, n_rec)
     first_tail = n_rec - T
     t_tail = schedule[first_tail]
+    full = n_tail_points is None  # every record kept: no run is frozen
+    first_rec = 0 if full else first_tail  # first record stored
 
     bound = divergence_bound(delta_f0, y)
     alive = np.abs(delta_f0) <= bound
     n_iter = np.where(alive, max_iter, 0)
     df, ntk = delta_f0.copy(), ntk0.copy()
     max_es = np.full(N, -np.inf)
-    rec_df = np.full((T, N), np.nan)  # time-major: one row per record
-    rec_ntk = np.full((T, N), np.nan)
+    rec_df = np.full((n_rec - first_rec, N), np.nan)  # time-major: row = record
+    rec_ntk = np.full((n_rec - first_rec, N), np.nan)
 
     act = _ActiveRuns(np.flatnonzero(alive), df, ntk, eta, kappa, y, bound, max_es)
     in_tail, rec, t = False, 0, 0
@@ -151,9 +156,9 @@ def uv_batched_runs(
                 t, in_tail, rec = t_tail, True, max(rec, first_tail)
             if rec < n_rec and schedule[rec] == t:
                 act.record_max()
-                if rec >= first_tail:
-                    rec_df[rec - first_tail, act.idx] = act.df
-                    rec_ntk[rec - first_tail, act.idx] = act.ntk
+                if rec >= first_rec:
+                    rec_df[rec - first_rec, act.idx] = act.df
+                    rec_ntk[rec - first_rec, act.idx] = act.ntk
                 rec += 1
             if t == max_iter or (in_tail and act.idx.size == 0):
                 break
@@ -164,7 +169,7 @@ def uv_batched_runs(
                 dead = act.idx[~ok]
                 alive[dead] = False
                 n_iter[dead] = t
-            if not in_tail and (t + 1) % 256 == 0:
+            if not in_tail and not full and (t + 1) % 256 == 0:
                 frozen = ok & (act.df == 0.0)
                 if frozen.any():
                     # Exact fixed points from here on: their later records all
@@ -183,10 +188,16 @@ def uv_batched_runs(
     lyap = np.full(N, np.nan)
     ok = np.flatnonzero(alive)
     if ok.size:
+        i0 = first_tail - first_rec
         lyap[ok] = tail_lyapunov(
-            rec_df[0, ok], rec_ntk[0, ok], eta[ok], kappa[ok], y[ok], max_iter - t_tail
+            rec_df[i0, ok],
+            rec_ntk[i0, ok],
+            eta[ok],
+            kappa[ok],
+            y[ok],
+            max_iter - t_tail,
         )
-    P = min(int(n_tail_points), T)
+    P = n_rec if full else min(int(n_tail_points), T)
     parts = []
     tail_sharp = np.empty((N, P))
     tail_loss = np.empty((N, P))
@@ -194,6 +205,12 @@ def uv_batched_runs(
         s = slice(start, start + chunk_size)
         r_df = np.ascontiguousarray(rec_df[:, s].T)
         r_ntk = np.ascontiguousarray(rec_ntk[:, s].T)
+        if full:  # the whole trace for the tables, its tail for the labels
+            with np.errstate(over="ignore", invalid="ignore"):
+                sharp = uv_sharpness(r_df, r_ntk, kappa[s, None], y[s, None])
+            tail_sharp[s], tail_loss[s] = sharp, 0.5 * r_df * r_df
+            r_df = np.ascontiguousarray(r_df[:, n_rec - T :])
+            r_ntk = np.ascontiguousarray(r_ntk[:, n_rec - T :])
         with np.errstate(over="ignore", invalid="ignore"):
             sharp = uv_sharpness(r_df, r_ntk, kappa[s, None], y[s, None])
             loss = 0.5 * r_df * r_df
@@ -212,11 +229,63 @@ def uv_batched_runs(
                 **kwargs,
             )
         )
-        tail_sharp[s], tail_loss[s] = sharp[:, T - P :], loss[:, T - P :]
+        if not full:
+            tail_sharp[s], tail_loss[s] = sharp[:, T - P :], loss[:, T - P :]
     out = {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
     out["n_iter"] = n_iter
     out["stability_threshold"] = GD.stability_threshold(eta)
-    out["tail_steps"] = schedule[n_rec - P :]
-    out["tail_sharpness"] = tail_sharp
-    out["tail_loss"] = tail_loss
+    steps = schedule[n_rec - P :]
+    if not full:
+        out["tail_steps"] = steps
+        out["tail_sharpness"] = tail_sharp
+        out["tail_loss"] = tail_loss
+        return out
+    tails = [(steps, tail_sharp[j], tail_loss[j]) for j in range(N)]
+    dead = np.flatnonzero(diverged)
+    if dead.size:  # their records up to the divergence, replayed
+        replay = _diverged_traces(
+            delta_f0[dead],
+            ntk0[dead],
+            eta[dead],
+            kappa[dead],
+            y[dead],
+            n_iter[dead],
+            schedule,
+        )
+        for j, trace in zip(dead.tolist(), replay, strict=True):
+            tails[j] = trace
+    out["tails"] = tails
     return out
+
+
+def _diverged_traces(delta_f0, ntk0, eta, kappa, y, n_iter, schedule):
+    """The full traces of diverged runs, as a fit records them.
+
+    Replays the runs from their initial state with the stepper of
+    :func:`uv_batched_runs` (same arithmetic, same flushes) and keeps, per
+    run, the records at the steps of ``schedule`` up to its last finite step
+    ``n_iter`` and that step itself (the closing record of a diverged fit).
+    """
+    n = delta_f0.size
+    df, ntk = delta_f0.copy(), ntk0.copy()
+    stepper = _UVStepper(eta, kappa, y, divergence_bound(delta_f0, y))
+    last = int(n_iter.max())
+    on_schedule = np.zeros(last + 1, dtype=bool)
+    on_schedule[schedule[schedule <= last]] = True
+    steps, frames = [], []
+    for t in range(last + 1):
+        if on_schedule[t] or np.any(n_iter == t):
+            steps.append(t)
+            frames.append((df.copy(), ntk.copy()))
+        if t < last:
+            stepper.step(df, ntk, t)
+    steps = np.asarray(steps)
+    rec_df = np.stack([f[0] for f in frames], axis=1)
+    rec_ntk = np.stack([f[1] for f in frames], axis=1)
+    sharp = uv_sharpness(rec_df, rec_ntk, kappa[:, None], y[:, None])
+    loss = 0.5 * rec_df * rec_df
+    traces = []
+    for j in range(n):
+        keep = (steps <= n_iter[j]) & (on_schedule[steps] | (steps == n_iter[j]))
+        traces.append((steps[keep], sharp[j, keep], loss[j, keep]))
+    return traces
