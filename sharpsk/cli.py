@@ -7,6 +7,7 @@ exit status 2; failures while running give a one-line error and status 1.
 """
 
 import argparse
+import importlib.util
 import os
 import re
 import sys
@@ -261,7 +262,11 @@ def build_parser():
         "--random-state", type=int, default=0, help="seed of the initialization"
     )
     scan.add_argument(
-        "--out", default="scan.csv", help="CSV file to write (its folder must exist)"
+        "--out",
+        default="scan.csv",
+        help="CSV file to write, or a .parquet dataset (a folder) to which "
+        "finished runs are streamed as they finish (needs pyarrow); its folder "
+        "must exist",
     )
     scan.add_argument(
         "--plot",
@@ -313,9 +318,8 @@ def _uv_problem(n_features, width, init_scale, random_state=0, **params):
 
 def _table(scan):
     """The scan's results as a DataFrame, with eta / eta_c when it is defined."""
-    import pandas as pd
 
-    frame = pd.DataFrame(scan.results_)
+    frame = scan.to_frame().drop(columns="params", errors="ignore")
     eta_c = frame["critical_learning_rate"]
     if np.isfinite(eta_c).all():
         frame.insert(1, "eta_over_eta_c", frame["learning_rate"] / eta_c)
@@ -519,7 +523,13 @@ def run_scan(args):
         raise _Fail("--lr-max must not be smaller than --lr-min")
     if (args.param_name is None) != (args.param_values is None):
         raise _Fail("--param-name and --param-values go together")
-    _check_output(args.out, "--out")
+    parquet = Path(args.out).suffix == ".parquet"
+    _check_output(args.out, "--out", directory=parquet)
+    if parquet and importlib.util.find_spec("pyarrow") is None:
+        raise _Fail(
+            f"--out {args.out}: writing Parquet needs pyarrow "
+            "(pip install 'sharpsk[parquet]')"
+        )
     if args.plot:
         _check_output(args.plot, "--plot")
     est, X, y = _scan_problem(args)
@@ -534,11 +544,13 @@ def run_scan(args):
         param_values=args.param_values,
         n_jobs=args.n_jobs,
         memory=args.cache,
+        results_file=args.out if parquet else None,
         progress=_progress(args),
     ).fit(X, y)
     frame = _table(scan)
     out = Path(args.out)
-    frame.to_csv(out, index=False)
+    if not parquet:
+        frame.to_csv(out, index=False)
     x = {"critical": "eta_over_eta_c", "initial_sharpness": "c"}.get(
         args.units, "learning_rate"
     )

@@ -274,3 +274,32 @@ def test_scan_your_own_data(tmp_path, capsys):
         "1",
     )
     assert status == 1 and "--target 'z' is not a column" in err
+
+
+def test_scan_streams_to_parquet(tmp_path, capsys):
+    pytest.importorskip("pyarrow")
+    out = tmp_path / "uv.parquet"
+    status, stdout, err = in_process(
+        capsys,
+        "scan",
+        "--model",
+        "uv",
+        "--lr-min",
+        "0.5",
+        "--lr-max",
+        "2.5",
+        "--n-rates",
+        "9",
+        "--units",
+        "critical",
+        "--steps",
+        "300",
+        "--out",
+        str(out),
+        "--no-progress",
+    )
+    assert status == 0, err
+    frame = pd.read_parquet(out)
+    assert len(frame) == 9 and sorted(frame["run"]) == list(range(9))
+    assert {"converge", "diverge"} <= set(frame["label"])
+    assert f"wrote {out}" in stdout
