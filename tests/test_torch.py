@@ -325,3 +325,28 @@ def test_sklearn_compatible_estimator(estimator, check):
 
 def test_param_validation():
     check_param_validation("TorchRegressor", CHECKED)
+
+
+def test_torch_runs_are_cached(digits, tmp_path):
+    # Regression (issue 11): joblib.hash of a torch module depends on its
+    # tensors' addresses, so a rerun found no run in the cache.
+    X, Y = digits[0][:40], digits[1][:40]
+
+    def scan(net):
+        return LearningRateScan(
+            TorchRegressor(net, max_iter=20, random_state=0),
+            learning_rates=[0.5, 1.0],
+            lr_units="initial_sharpness",
+            memory=tmp_path,
+            progress=False,
+        ).fit(X, Y)
+
+    def net(width=8):
+        torch.manual_seed(0)
+        return nn.Sequential(nn.Linear(64, width), nn.Tanh(), nn.Linear(width, 10))
+
+    first = scan(net())
+    again = scan(net())  # an equal module, other tensors
+    assert (first.n_cached_, again.n_cached_) == (0, 2)
+    assert_array_equal(first.results_["final_loss"], again.results_["final_loss"])
+    assert scan(net(width=9)).n_cached_ == 0
