@@ -543,6 +543,14 @@ default=None
         if grid is None:
             return lrs, [{}], []
         source = "param_grid" if self.param_name is None else "param_name"
+
+        def culprit(name):
+            return (
+                f"param_grid: {name!r}"
+                if self.param_name is None
+                else (f"param_name={name!r}")
+            )
+
         for sub in [grid] if isinstance(grid, Mapping) else grid:
             if not isinstance(sub, Mapping):
                 raise TypeError(
@@ -552,7 +560,7 @@ default=None
             for name, values in sub.items():
                 if name == "learning_rate" or name not in params:
                     raise ValueError(
-                        f"{source}: {name!r} is not a parameter of "
+                        f"{culprit(name)} is not a parameter of "
                         f"{type(self.estimator).__name__} other than learning_rate."
                     )
                 if name == "lr_units":
