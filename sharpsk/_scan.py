@@ -593,36 +593,32 @@ default=None
             est.set_params(random_state=seed)
         return est
 
-    def _draw_seeds(self, n_lr, candidates):
-        """Seed of every run: one shared seed (same init) or one per run.
-
-        A candidate that sets ``random_state`` uses it.
-        """
+    def _draw_seeds(self, n_lr, candidates, names):
+        """Seed of every run: one shared seed (same init) or one per run; a
+        candidate that sets ``random_state`` uses its own."""
         n_cand = len(candidates)
-        n_runs = n_cand * n_lr
-        shape = (n_lr,) if not self._grid_axes else (n_cand, n_lr)
-        own = [c["random_state"] for c in candidates if "random_state" in c]
         if "random_state" not in self.estimator.get_params():
             self.init_seed_ = None
-            return np.full(n_runs, None, dtype=object)
+            return np.full(n_cand * n_lr, None, dtype=object)
         rng = check_random_state(self.random_state)
         if self.same_init:
             base = self.estimator.get_params()["random_state"]
             if not isinstance(base, Integral):
                 base = int(rng.randint(np.iinfo(np.int32).max))
-            seeds = np.full(n_runs, int(base), dtype=object)
+            seeds = np.full((n_cand, n_lr), int(base), dtype=object)
         else:
-            seeds = rng.randint(np.iinfo(np.int32).max, size=n_runs).astype(object)
+            seeds = rng.randint(np.iinfo(np.int32).max, size=(n_cand, n_lr))
+            seeds = seeds.astype(object)
         for j, cand in enumerate(candidates):
             if "random_state" in cand:
-                seeds[j * n_lr : (j + 1) * n_lr] = cand["random_state"]
-        if own and len(own) == n_cand and self._grid_axes == ["random_state"]:
-            self.init_seed_ = np.asarray(own, dtype=object)
-        elif self.same_init and not own:
-            self.init_seed_ = int(seeds[0])
+                seeds[j] = cand["random_state"]
+        if names == ["random_state"]:  # the axis values are the seeds
+            self.init_seed_ = seeds[:, 0].copy()
+        elif self.same_init and "random_state" not in names:
+            self.init_seed_ = int(base)
         else:
-            self.init_seed_ = seeds.reshape(shape)
-        return seeds
+            self.init_seed_ = seeds if names else seeds[0]
+        return seeds.ravel()
 
     def _initial_sharpness(self, X, y, candidates, run_keys, store, fp):
         """``lambda_H0`` and ``eta_c`` of every run: one ``max_iter=0`` fit per
@@ -735,7 +731,6 @@ default=None
             dtype=np.float64,
         )
         lrs, candidates, names = self._check_grid()
-        self._grid_axes = names
         band = deprecated_eos_band(self.eos_band, self.edge_band)
         name = "edge_band" if self.eos_band == "deprecated" else "eos_band"
         if len(band) != 2 or not band[0] <= band[1]:
@@ -757,7 +752,7 @@ default=None
         self._n_leaked = 0
         start = time.monotonic()
 
-        seeds = self._draw_seeds(n_lr, candidates)
+        seeds = self._draw_seeds(n_lr, candidates, names)
         run_cand = np.repeat(np.arange(n_cand), n_lr)
         # a run's configuration: (index of its candidate, its seed)
         run_keys = list(zip(run_cand.tolist(), seeds.tolist(), strict=True))
