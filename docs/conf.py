@@ -94,7 +94,10 @@ numpydoc_xref_aliases = {
     "RandomState": "numpy.random.RandomState",
     "BaseEstimator": "sklearn.base.BaseEstimator",
     "UVRegressor": "sharpsk.UVRegressor",
+    "MLPRegressor": "sharpsk.MLPRegressor",
+    "LearningRateScan": "sharpsk.LearningRateScan",
     "ParameterizationTransformer": "sharpsk.ParameterizationTransformer",
+    "SpectralDensity": "sharpsk.hessian.SpectralDensity",
 }
 numpydoc_xref_ignore = {
     "of",
@@ -112,6 +115,13 @@ numpydoc_xref_ignore = {
     "n_records",
     "width",
     "L",
+    # words of prose type lines ("object with the joblib.Memory interface")
+    "with",
+    "the",
+    "interface",
+    "same",
+    "pair",
+    "fitted",
 }
 
 # -- intersphinx ----------------------------------------------------------------
@@ -162,6 +172,11 @@ sphinx_gallery_conf = {
     "remove_config_comments": True,
     "min_reported_time": 1,
     "show_memory": False,
+    # Thumbnails drawn at twice the size the gallery grid shows them
+    # (custom.css: columns of about 280 px), so they stay sharp on HiDPI
+    # screens; sphinx-gallery's default, 400 x 280 shown at 160 x 112, left
+    # the figures unreadably small.
+    "thumbnail_size": (640, 448),
 }
 
 # -- HTML -----------------------------------------------------------------------
@@ -177,7 +192,12 @@ html_theme_options = {
     "footer_start": ["copyright"],
     "footer_end": ["sphinx-version"],
 }
-html_sidebars = {"index": [], "install": [], "cli": []}
+# The gallery index lists every example as a thumbnail: no need for the
+# navigation column, and its width goes to the thumbnails.
+html_sidebars = {"index": [], "install": [], "cli": [], "auto_examples/index": []}
+# "On this page" lists a class's methods as fit(), not LearningRateScan.fit():
+# the long qualified names did not fit the right-hand sidebar.
+toc_object_entries_show_parents = "hide"
 html_show_sourcelink = False
 
 

@@ -33,6 +33,8 @@ from sharpsk import MLPClassifier
 from sharpsk.datasets import load_digits_onehot
 from sharpsk.plotting import plot_sharpness
 
+# sphinx_gallery_thumbnail_number = 2
+
 X, Y = load_digits_onehot(n_samples=200, random_state=0)
 y = Y.argmax(axis=1)  # the digit of each image, 0 .. 9
 print(f"X {X.shape}, {len(np.unique(y))} classes")
@@ -205,10 +207,10 @@ for t in (150, 500, 1000):
     )
 
 fig, ax = plt.subplots(figsize=(9, 4), layout="constrained")
-ax.plot(steps, c, color="C0", lw=1, label=r"$\eta\,\lambda_H$")
+ax.plot(steps, c, color="C0", lw=1, label=r"$\eta\,\lambda^{\mathrm{H}}$")
 ax.axhline(2.0, color="k", ls="--", lw=1)
 ax.set_xlabel("step")
-ax.set_ylabel(r"$\eta\,\lambda_H$", color="C0")
+ax.set_ylabel(r"$\eta\,\lambda^{\mathrm{H}}$", color="C0")
 ax.set_ylim(0, 3.2)
 ax_m = ax.twinx()
 ax_m.plot(margin_steps, margin_median, "C3o-", ms=3, lw=1, label="median margin")

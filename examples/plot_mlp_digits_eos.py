@@ -28,6 +28,8 @@ from sharpsk import MLPRegressor
 from sharpsk.datasets import load_digits_onehot
 from sharpsk.plotting import plot_sharpness
 
+# sphinx_gallery_thumbnail_number = 2
+
 X, Y = load_digits_onehot(n_samples=200, random_state=0)
 print(f"X {X.shape}, Y {Y.shape}")
 
@@ -89,13 +91,13 @@ for eta, run in eos_runs.items():
 fig, (ax, ax_scaled) = plt.subplots(1, 2, figsize=(12, 4), layout="constrained")
 plot_sharpness(tidy(eos_runs, "eta"), hue="learning_rate", show_loss=False, ax=ax)
 ax.set_ylim(0, 6.5)
-ax.set_title(r"$\lambda_H$ rises to $2/\eta$")
+ax.set_title(r"$\lambda^{\mathrm{H}}$ rises to $2/\eta$")
 for i, (eta, run) in enumerate(eos_runs.items()):
     ax_scaled.plot(run.steps_, eta * run.sharpness_trace_, color=f"C{i}", lw=1.2)
 ax_scaled.axhline(2.0, color="k", ls="--", lw=1)
 ax_scaled.set_xlabel("step")
-ax_scaled.set_ylabel(r"$\eta\,\lambda_H$")
-ax_scaled.set_title(r"... so every run hovers at $\eta\lambda_H \approx 2$")
+ax_scaled.set_ylabel(r"$\eta\,\lambda^{\mathrm{H}}$")
+ax_scaled.set_title(r"... so every run hovers at $\eta\lambda^{\mathrm{H}} \approx 2$")
 fig.suptitle("tanh MLP (32 hidden units), 200 digits, init_scale = 0.25")
 plt.show()
 

@@ -103,7 +103,7 @@ for i, (name, run) in enumerate(runs.items()):
 ax_ratio.axhline(1.0, color="k", ls="--", lw=1)
 ax_ratio.set_ylim(0, 1.8)
 ax_ratio.set_xlabel("step")
-ax_ratio.set_ylabel(r"$\lambda_H$ / stability_threshold_")
+ax_ratio.set_ylabel(r"$\lambda^{\mathrm{H}}$ / stability_threshold_")
 ax_ratio.set_title(r"GD at $2/\eta$, heavy ball at $(2+2\beta)/\eta$")
 ax_ratio.legend()
 plt.show()
@@ -207,11 +207,13 @@ plot_sharpness(
     },
     ax=ax,
 )
-ax.set_title(r"$\eta$ = 1, then 0.5, then 0.65: $\lambda_H$ follows $2/\eta$")
+ax.set_title(
+    r"$\eta$ = 1, then 0.5, then 0.65: $\lambda^{\mathrm{H}}$ follows $2/\eta$"
+)
 ax_ratio.plot(est.steps_, ratio, lw=1.2)
 ax_ratio.axhline(1.0, color="k", ls="--", lw=1)
 ax_ratio.set_xlabel("step")
-ax_ratio.set_ylabel(r"$\eta\,\lambda_H / 2$")
+ax_ratio.set_ylabel(r"$\eta\,\lambda^{\mathrm{H}} / 2$")
 for a in (ax, ax_ratio):
     for start, _, _ in phases[1:]:
         a.axvline(start, color="0.6", lw=0.8, ls=":")

@@ -1,26 +1,33 @@
-"""
+r"""
 The route to chaos at the edge of stability
 ===========================================
 
-Above the critical learning rate ``eta_c = 1 / (sqrt(kappa) |y|)`` the UV
-model cannot converge: no reachable minimum is linearly stable.  Instead, a
-run from a small initialization settles on the *EoS manifold*
-``lambda = 2 sqrt(kappa) |f|``, where gradient descent reduces exactly to a
-one-dimensional cubic map of the scaled residual ``g = eta sqrt(kappa) (f - y)``,
+Above the critical learning rate the UV model cannot converge: no reachable
+minimum is linearly stable.  A run from a small initialization settles
+instead on the edge-of-stability manifold, where gradient descent is a
+one-dimensional cubic map, and as the learning rate grows that map goes
+through a period-doubling cascade into chaos.
+
+In the notation of the user guide (:ref:`route-to-chaos`): above
+:math:`\eta_c = 1 / (\sqrt{\kappa}\, \lvert y \rvert)` the run settles on the
+*EoS manifold* :math:`\lambda = 2 \sqrt{\kappa}\, \lvert f \rvert`, where
+gradient descent reduces exactly to a cubic map of the scaled residual
+:math:`g = \eta \sqrt{\kappa}\, \Delta f`,
 
 .. math::
 
-    g' = g\\,(1 - 2\\tilde y + (\\tilde y - 2)\\, g + g^2),
-    \\qquad \\eta\\lambda = 2 (g + \\tilde y),
-    \\qquad \\tilde y = \\eta \\sqrt{\\kappa}\\, y = \\eta / \\eta_c .
+    g' &= g \left( 1 - 2 \tilde y + (\tilde y - 2)\, g + g^2 \right),
 
-As the learning rate grows this map goes through a period-doubling cascade
-into chaos, with periodic windows inside the chaotic band, until the
-attractor is destroyed and training diverges (Kalra, He & Barkeshli, ICLR
-2025).  This example scans 2400 learning rates with
-:class:`~sharpsk.LearningRateScan` -- the single-example UV model is iterated
-for all of them at once, in about a second -- and draws the bifurcation
-diagram and the largest Lyapunov exponent against ``eta / eta_c``.
+    \eta \lambda &= 2 (g + \tilde y),
+    \qquad \tilde y = \eta \sqrt{\kappa}\, y = \eta / \eta_c .
+
+As :math:`\eta` grows the map doubles its period into chaos, with periodic
+windows inside the chaotic band, until the attractor is destroyed and
+training diverges (Kalra, He & Barkeshli, ICLR 2025).  This example scans
+2400 learning rates with :class:`~sharpsk.LearningRateScan` -- the
+single-example UV model is iterated for all of them at once, in about a
+second -- and draws the bifurcation diagram and the largest Lyapunov exponent
+against :math:`\eta / \eta_c`.
 """
 
 import matplotlib.pyplot as plt
@@ -49,24 +56,28 @@ print({name: int(np.sum(labels == name)) for name in np.unique(labels)})
 # %%
 # Bifurcation diagram and Lyapunov exponent
 # -----------------------------------------
-# Top: the last 64 values of ``eta lambda_H`` of every run that stayed
-# bounded, coloured by the run's label; bottom: the run's largest Lyapunov
-# exponent (from the exact tangent map of the two-dimensional UV map).
+# Top: the last 64 values of :math:`\eta \lambda^{\mathrm{H}}` of every run
+# that stayed bounded, coloured by the run's label; bottom: the run's largest
+# Lyapunov exponent (from the exact tangent map of the two-dimensional UV
+# map).
 #
-# * ``eta < eta_c``: one dot per learning rate -- the run converges to a
-#   minimum with ``eta lambda_H = 2 eta / eta_c`` (the dashed red line, the
-#   fixed point ``g = 0`` of the cubic map) below the stability edge 2.
-#   The exponent is 0: the minima form a line, a neutral direction.
-# * ``eta = eta_c``: the minimum loses stability and a **period-2 orbit**
-#   straddling ``eta lambda_H = 2`` is born: the edge of stability.
-# * ``eta ~ 1.24 eta_c``: period 4, then 8, 16, ... (the exponent touches 0
-#   at each doubling) accumulating at ``eta ~ 1.30 eta_c``.
+# * :math:`\eta < \eta_c`: one dot per learning rate -- the run converges to
+#   a minimum with :math:`\eta \lambda^{\mathrm{H}} = 2 \eta / \eta_c` (the
+#   dashed red line, the fixed point :math:`g = 0` of the cubic map) below
+#   the stability edge 2.  The exponent is 0: the minima form a line, a
+#   neutral direction.
+# * :math:`\eta = \eta_c`: the minimum loses stability and a **period-2
+#   orbit** straddling :math:`\eta \lambda^{\mathrm{H}} = 2` is born: the
+#   edge of stability.
+# * :math:`\eta \approx 1.24\, \eta_c`: period 4, then 8, 16, ... (the
+#   exponent touches 0 at each doubling) accumulating at
+#   :math:`\eta \approx 1.30\, \eta_c`.
 # * Beyond: **chaotic bands** (positive exponent), interrupted by periodic
 #   **windows** (negative exponent) -- the widest, period 3, near
-#   ``1.45 eta_c``; a period-2 window near ``1.83 eta_c`` is labelled
-#   ``periodic`` because its orbit does not straddle the edge.
-# * ``eta = 2 eta_c``: the attractor fills its whole interval and the next
-#   learning rate **diverges** (no dots).
+#   :math:`1.45\, \eta_c`; a period-2 window near :math:`1.83\, \eta_c` is
+#   labelled ``periodic`` because its orbit does not straddle the edge.
+# * :math:`\eta = 2 \eta_c`: the attractor fills its whole interval and the
+#   next learning rate **diverges** (no dots).
 
 fig, (ax_b, ax_l) = plt.subplots(
     2, 1, figsize=(10, 7), sharex=True, height_ratios=(3, 2), layout="constrained"
@@ -101,20 +112,22 @@ ax_l.set_ylim(-1.5, 1.4)
 plt.show()
 
 # %%
-# Cross-check 1: the first doubling is at ``eta_c``
-# --------------------------------------------------
-# On the EoS manifold the minimum ``g = 0`` has multiplier ``1 - 2 y_tilde``:
-# it crosses -1, and the period-2 orbit is born, exactly at ``y_tilde = 1``,
-# that is ``eta = eta_c``.  The scan agrees: its last converged and its first
-# oscillating runs bracket ``eta_c`` to the grid spacing.  (Right at ``eta_c``
-# the multiplier is -1, convergence becomes arbitrarily slow, and a run of
-# 4000 steps just below ``eta_c`` still oscillates: it is labelled ``eos``.)
+# Cross-check 1: the first doubling is at :math:`\eta_c`
+# ------------------------------------------------------
+# On the EoS manifold the minimum :math:`g = 0` has multiplier
+# :math:`1 - 2 \tilde y`: it crosses :math:`-1`, and the period-2 orbit is
+# born, exactly at :math:`\tilde y = 1`, that is :math:`\eta = \eta_c`.  The
+# scan agrees: its last converged and its first oscillating runs bracket
+# :math:`\eta_c` to the grid spacing.  (Right at :math:`\eta_c` the multiplier
+# is :math:`-1`, convergence becomes arbitrarily slow, and a run of 4000 steps
+# just below :math:`\eta_c` still oscillates: it is labelled ``eos``.)
 #
-# The multiplier itself shows in the runs: close to a minimum the residual
-# is multiplied by ``1 - eta lambda`` per step.  Below, the measured late-time
-# ratio ``delta_f_{t+1} / delta_f_t`` of a few runs (dots) against
-# ``1 - 2 eta / eta_c`` (line); past ``eta_c`` the tail of ``eta lambda_H``
-# splits into the two branches of the period-2 orbit.
+# The multiplier itself shows in the runs: close to a minimum the residual is
+# multiplied by :math:`1 - \eta \lambda` per step.  Below, the measured
+# late-time ratio :math:`\Delta f_{t+1} / \Delta f_t` of a few runs (dots)
+# against :math:`1 - 2 \eta / \eta_c` (line); past :math:`\eta_c` the tail of
+# :math:`\eta \lambda^{\mathrm{H}}` splits into the two branches of the
+# period-2 orbit.
 
 last_converged = ratios[labels == "converge"].max()
 first_bounded = ratios[(labels != "converge") & (ratios > last_converged)].min()
@@ -146,7 +159,7 @@ ax_m.axhline(-1, color="0.5", ls=":", lw=1)
 ax_m.axvline(1, color="0.5", ls=":", lw=1)
 ax_m.set_xlabel(r"$\tilde y = \eta/\eta_c$")
 ax_m.set_ylabel("multiplier of the minimum")
-ax_m.set_title(r"convergence rate: $\delta f_{t+1} / \delta f_t$")
+ax_m.set_title(r"convergence rate: $\Delta f_{t+1} / \Delta f_t$")
 ax_m.legend()
 near = (ratios > 0.9) & (ratios < 1.25)
 zoom = {key: value for key, value in scan.trace_tails_.items()}
@@ -161,18 +174,25 @@ plt.show()
 # Cross-check 2: the cascade is that of the cubic map
 # ---------------------------------------------------
 # Iterating the cubic map itself (a few lines of numpy, below) gives the
-# same bifurcation diagram.  The map moves the NTK, ``eta lambda = 2 (g +
-# y_tilde)``; on the manifold the sharpness has the closed form
-# ``eta lambda_H = (g + y_tilde) + |2 g + y_tilde|`` (the discriminant of
-# ``lambda_H`` is then a perfect square), and that is what is drawn, in black,
-# on top of the UV runs' tails (coloured): the two coincide wherever the
-# attractor is unique.
+# same bifurcation diagram.  The map moves the NTK,
+# :math:`\eta \lambda = 2 (g + \tilde y)`; on the manifold the sharpness has
+# the closed form
 #
-# At ``y_tilde = 2`` the map is ``g' = g**3 - 3 g``, conjugate to the
-# Chebyshev polynomial ``T_3`` on ``[-2, 2]``: fully chaotic, with Lyapunov
-# exponent ``ln 3`` (dashed line in the first figure), and any larger learning
-# rate throws ``g`` out of the interval, to infinity.  The UV runs' exponents
-# approach ``ln 3`` and they diverge from ``eta = 2 eta_c`` on.
+# .. math::
+#
+#    \eta \lambda^{\mathrm{H}} = (g + \tilde y) + \lvert 2 g + \tilde y \rvert
+#
+# (the discriminant in the closed form of :math:`\lambda^{\mathrm{H}}` is
+# then a perfect square), and that is what is drawn, in black, on top of the
+# UV runs' tails (coloured): the two coincide wherever the attractor is
+# unique.
+#
+# At :math:`\tilde y = 2` the map is :math:`g' = g^3 - 3 g`, conjugate to the
+# Chebyshev polynomial :math:`T_3` on :math:`[-2, 2]`: fully chaotic, with
+# Lyapunov exponent :math:`\ln 3` (dashed line in the first figure), and any
+# larger learning rate throws :math:`g` out of the interval, to infinity.  The
+# UV runs' exponents approach :math:`\ln 3` and they diverge from
+# :math:`\eta = 2 \eta_c` on.
 
 
 def cubic_map_tails(y_tilde, n_steps=3000, n_keep=32):
@@ -221,6 +241,6 @@ plot_bifurcation(
     color="k",
 )
 ax.set_xlabel(r"$\eta/\eta_c$ (UV runs)  $=\ \tilde y$ (cubic map)")
-ax.set_ylabel(r"$\eta\,\lambda_H$")
+ax.set_ylabel(r"$\eta\,\lambda^{\mathrm{H}}$")
 ax.set_title("UV model (colours) and the cubic EoS map (black)")
 plt.show()

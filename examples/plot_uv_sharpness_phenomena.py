@@ -32,7 +32,7 @@ from sharpsk import DivergenceWarning, LearningRateScan, UVRegressor
 from sharpsk.datasets import make_uv_example
 from sharpsk.plotting import LABEL_COLORS, plot_sharpness, plot_uv_vector_field
 
-# sphinx_gallery_thumbnail_number = 4
+# sphinx_gallery_thumbnail_number = 5
 
 # One example with |x| = 1 and target y = 1; NTK parameterization, width 10,
 # so kappa = s^2 |x|^2 = 1 / 10 and eta_c = sqrt(10) / |y|.
@@ -127,7 +127,8 @@ for ax, (name, target) in zip(axes, targets.items(), strict=True):
     plot_sharpness(run, ax=ax, marker=".", show_loss=False)
     ax.set_ylim(0, None)
     ax.set_title(
-        rf"$f_0 = {f0:.1f}$, ${name}$: $\lambda_H$ {lam[0]:.2f} $\to$ {lam[-1]:.2f}"
+        rf"$f_0 = {f0:.1f}$, ${name}$: $\lambda^{{\mathrm{{H}}}}$ "
+        rf"{lam[0]:.2f} $\to$ {lam[-1]:.2f}"
     )
 plt.show()
 
@@ -252,8 +253,8 @@ for scale in scales:
 ax.axhline(1.0, color="k", lw=0.8)
 ax.axvline(2.0, color="0.5", ls="--", lw=0.8)
 ax.set_yscale("log")
-ax.set_xlabel(r"$c = \eta\,\lambda_H^{(0)}$")
-ax.set_ylabel(r"final $\lambda_H$ / initial $\lambda_H$")
+ax.set_xlabel(r"$c = \eta\,\lambda^{\mathrm{H}}_0$")
+ax.set_ylabel(r"final $\lambda^{\mathrm{H}}$ / initial $\lambda^{\mathrm{H}}$")
 present = [k for k in LABEL_COLORS if k in set(res["label"]) and k != "diverge"]
 handles = [
     plt.Line2D([], [], ls="none", marker="o", color=LABEL_COLORS[k]) for k in present

@@ -249,7 +249,7 @@ def test_linear_model_converges_below_and_diverges_above_threshold(
 
 
 def test_linear_model_units_of_initial_sharpness(linear_data):
-    """``lr_units="initial_sharpness"``: ``learning_rate`` is ``eta lambda_0``,
+    """``lr_units="initial_sharpness"``: ``learning_rate`` is ``eta lambda_H0``,
     so the heavy ball's edge is ``learning_rate = 2 + 2 beta`` on a quadratic."""
     X, Y = linear_data
     lam = np.linalg.eigvalsh(X.T @ X / X.shape[0])[-1]
