@@ -30,7 +30,7 @@ import pandas as pd
 
 from sharpsk import LearningRateScan, UVRegressor
 from sharpsk.datasets import make_uv_example
-from sharpsk.plotting import plot_phase_diagram
+from sharpsk.plotting import plot_phase_diagram, scanplot
 
 # sphinx_gallery_thumbnail_number = 2
 
@@ -76,7 +76,7 @@ def mark_thresholds(ax, table, y):
     ax.text(
         0.01,
         0.98,
-        r"$\triangle$: $c_c = \eta_c\,\lambda_H^{(0)}$",
+        r"$\triangle$: $c_c = \eta_c\,\lambda^{\mathrm{H}}_0$",
         transform=ax.transAxes,
         va="top",
         color="w",
@@ -122,7 +122,7 @@ by_width = phase_table("width", widths, init_scale=0.3)
 fig, ax = plt.subplots(figsize=(9, 4.2), layout="constrained")
 plot_phase_diagram(by_width, x="c", y="param_width", palette=PALETTE, ax=ax)
 mark_thresholds(ax, by_width, "param_width")
-ax.set_xlabel(r"$c = \eta\,\lambda_H^{(0)}$")
+ax.set_xlabel(r"$c = \eta\,\lambda^{\mathrm{H}}_0$")
 ax.set_ylabel("width $n$ (NTK)")
 ax.set_title("NTK parameterization, init_scale = 0.3")
 plt.show()
@@ -144,7 +144,7 @@ by_scale = phase_table("init_scale", scales, width=256)
 fig, ax = plt.subplots(figsize=(9, 4.2), layout="constrained")
 plot_phase_diagram(by_scale, x="c", y="param_init_scale", palette=PALETTE, ax=ax)
 mark_thresholds(ax, by_scale, "param_init_scale")
-ax.set_xlabel(r"$c = \eta\,\lambda_H^{(0)}$")
+ax.set_xlabel(r"$c = \eta\,\lambda^{\mathrm{H}}_0$")
 ax.set_ylabel("init_scale (NTK, width 256)")
 ax.set_title("NTK parameterization, width 256")
 plt.show()
@@ -180,7 +180,7 @@ print(
 fig, ax = plt.subplots(figsize=(9, 2.8), layout="constrained")
 plot_phase_diagram(by_param, x="c", y="param_parameterization", palette=PALETTE, ax=ax)
 mark_thresholds(ax, by_param, "param_parameterization")
-ax.set_xlabel(r"$c = \eta\,\lambda_H^{(0)}$")
+ax.set_xlabel(r"$c = \eta\,\lambda^{\mathrm{H}}_0$")
 ax.set_ylabel("")
 ax.set_title("width 1024, init_scale = 0.3")
 plt.show()
@@ -200,7 +200,38 @@ mup = phase_table("width", widths, init_scale=0.3, parameterization="mup")
 fig, ax = plt.subplots(figsize=(9, 4.2), layout="constrained")
 plot_phase_diagram(mup, x="c", y="param_width", palette=PALETTE, ax=ax)
 mark_thresholds(ax, mup, "param_width")
-ax.set_xlabel(r"$c = \eta\,\lambda_H^{(0)}$")
+ax.set_xlabel(r"$c = \eta\,\lambda^{\mathrm{H}}_0$")
 ax.set_ylabel(r"width $n$ ($\mu$P)")
 ax.set_title(r"$\mu$P, init_scale = 0.3")
+plt.show()
+
+# %%
+# Side by side: one panel per parameterization
+# --------------------------------------------
+# :func:`~sharpsk.plotting.scanplot` facets a table of runs by its
+# ``param_<name>`` columns, the way :func:`seaborn.relplot` does: one phase
+# diagram per value of ``col`` (or ``row``), the same colours in every panel
+# and one legend for the figure.  Here the NTK and muP width scans above,
+# stacked with a ``param_parameterization`` column; a scan over several
+# parameters at once gives such a table directly.  ``kind`` picks the plot
+# in each panel (``"phase"``, ``"lyapunov"``, ``"bifurcation"``,
+# ``"sharpness"``).
+
+both = pd.concat(
+    [
+        by_width.assign(param_parameterization="NTK"),
+        mup.assign(param_parameterization="muP"),
+    ],
+    ignore_index=True,
+)
+grid = scanplot(
+    both,
+    x="c",
+    y="param_width",
+    col="param_parameterization",
+    palette=PALETTE,
+    height=3.6,
+    aspect=1.1,
+)
+grid.set_axis_labels(r"$c = \eta\,\lambda^{\mathrm{H}}_0$", "width $n$")
 plt.show()

@@ -1,19 +1,29 @@
 """Plots of sharpness dynamics in the style of seaborn's function API.
 
-Every function takes its data first (a tidy :class:`pandas.DataFrame`, a
-``results_``-style dict of equal-length 1-D arrays such as a saved scan, or a
-fitted estimator / scan where that is natural), everything else as keywords,
-draws on ``ax`` (default: the current Axes) and returns that Axes.
+Every axes-level function takes its data first (a tidy
+:class:`pandas.DataFrame` such as ``scan.to_frame()``, a ``results_``-style
+dict of equal-length 1-D arrays such as a saved scan, or a fitted estimator /
+scan where that is natural), everything else as keywords, draws on ``ax``
+(default: the current Axes) and returns that Axes.  As in seaborn, ``x``,
+``y`` and ``hue`` are column names or vectors (one value per row); ``hue``
+may be any column, coloured by ``palette`` in ``hue_order`` (numbers through
+a colormap scaled by ``hue_norm``), with a ``legend`` that is ``"auto"``,
+``"brief"``, ``"full"`` or False.  Run labels keep their fixed
+:data:`LABEL_COLORS`.  A ``color`` keyword colours a plot without ``hue``,
+so the functions work with :meth:`seaborn.FacetGrid.map_dataframe`.
+:func:`scanplot` is the figure-level function: one facet per value of a
+scan's parameter columns, the way :func:`seaborn.relplot` facets.
 
-This module imports matplotlib, so ``import sharpsk`` does not import it: use
-``from sharpsk import plotting`` or ``from sharpsk.plotting import ...``.
+This module imports matplotlib and seaborn, so ``import sharpsk`` does not
+import it: use ``from sharpsk import plotting`` or
+``from sharpsk.plotting import ...``.
 
 Artists that tests and users may want to find again carry a ``gid``
 (``artist.get_gid()``): ``"sharpness"``, ``"ntk"``, ``"edge"`` (the
-``2 / eta`` line), ``"loss"``, ``"points"``, ``"zero"``, ``"phases"``,
-``"field"``, ``"fixed_points_stable"``, ``"fixed_points_unstable"``,
-``"nullcline"``, ``"eos_manifold"``, ``"unreachable"``, ``"trajectory"``,
-``"start"``.
+``2 / eta`` line), ``"loss"``, ``"points"``, ``"zero"``, ``"line"``,
+``"phases"``, ``"field"``, ``"fixed_points_stable"``,
+``"fixed_points_unstable"``, ``"nullcline"``, ``"eos_manifold"``,
+``"unreachable"``, ``"trajectory"``, ``"start"``.
 
 The loss twin axis of :func:`plot_sharpness`, the colour bar of
 :func:`plot_uv_vector_field` and the outside legend of
@@ -22,15 +32,26 @@ The loss twin axis of :func:`plot_sharpness`, the colour bar of
 ``layout="constrained"``.
 """
 
+import inspect
 import warnings
 from collections.abc import Mapping
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-from matplotlib.colors import BoundaryNorm, ListedColormap, to_rgba_array
+import seaborn as sns
+from matplotlib.colors import (
+    BoundaryNorm,
+    Colormap,
+    ListedColormap,
+    LogNorm,
+    Normalize,
+    to_rgba_array,
+)
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
+from matplotlib.ticker import LogLocator, MaxNLocator
+from seaborn.palettes import QUAL_PALETTES
 from sklearn.exceptions import NotFittedError
 
 from ._dynamics import GD, eos_manifold_ntk
@@ -45,12 +66,13 @@ __all__ = [
     "plot_sharpness",
     "plot_spectral_density",
     "plot_uv_vector_field",
+    "scanplot",
 ]
 
 #: Fixed colour of each run label (Okabe-Ito colour-blind-safe palette):
 #: converge blue, eos bluish green, periodic orange, chaotic vermillion,
-#: diverge grey.  Every plot colours labels with these; pass ``palette`` to
-#: override some of them.
+#: diverge grey.  Every plot colours labels with these; pass a ``palette``
+#: dict to override some of them.
 LABEL_COLORS = {
     "converge": "#0072B2",
     "eos": "#009E73",
@@ -63,9 +85,12 @@ _AXIS_LABELS = {
     "learning_rate": r"learning rate $\eta$",
     "step": "step",
     "lyapunov": "largest Lyapunov exponent",
-    "sharpness": r"sharpness $\lambda_H$",
+    "sharpness": r"sharpness $\lambda^{\mathrm{H}}$",
     "ntk": r"NTK $\lambda$",
 }
+
+_LEGEND_MODES = ("auto", "brief", "full")
+_BRIEF_TICKS = 6  # seaborn's: "auto" lists at most this many numeric levels
 
 
 # --------------------------------------------------------------------------
@@ -74,11 +99,15 @@ _AXIS_LABELS = {
 
 
 def _as_frame(data, func):
-    """A DataFrame from a DataFrame, a dict of columns or a fitted scan."""
+    """A DataFrame from a DataFrame, a dict of columns or a fitted scan.
+
+    None gives an empty frame: the variables are then vectors (see
+    :func:`_assign`).
+    """
     if isinstance(data, pd.DataFrame):
         return data
     if data is None:
-        raise ValueError(f"{func}: data is required.")
+        return pd.DataFrame()
     if not isinstance(data, Mapping):
         if hasattr(data, "results_"):
             data = data.results_
@@ -114,6 +143,51 @@ def _as_frame(data, func):
     return frame
 
 
+def _assign(frame, func, **variables):
+    """Resolve each variable, a column name or a vector, to a column name.
+
+    As in seaborn: a string (or other scalar) names a column of ``frame``; a
+    list, array or Series holds one value per row (matched by position) and
+    is added to a copy of ``frame``, named after the Series or, unnamed,
+    ``"_<variable>"`` (no axis label).  Returns the frame and the list of
+    column names in the order of ``variables`` (None stays None).
+    """
+    names = {}
+    for key, value in variables.items():
+        if value is None or isinstance(value, str) or np.ndim(value) == 0:
+            names[key] = value
+            continue
+        vector = np.asarray(value)
+        if vector.ndim != 1:
+            raise ValueError(
+                f"{func}: {key} must be a column name or a 1-D vector, got an "
+                f"array of shape {vector.shape}."
+            )
+        if len(frame.columns) == 0 and len(frame) == 0:
+            frame = pd.DataFrame(index=pd.RangeIndex(len(vector)))
+        if len(vector) != len(frame):
+            raise ValueError(
+                f"{func}: {key} has {len(vector)} values but data has "
+                f"{len(frame)} rows."
+            )
+        name = getattr(value, "name", None)
+        names[key] = name if isinstance(name, str) else f"_{key}"
+        frame = frame.copy()
+        frame[names[key]] = vector
+    for key, name in names.items():
+        if name is not None and name not in frame.columns:
+            where = (
+                "data has no columns (pass data, or vectors for the variables)"
+                if len(frame.columns) == 0
+                else f"available columns: {list(frame.columns)}"
+            )
+            raise ValueError(
+                f"{func}: could not interpret {key}={name!r}: it is not a column "
+                f"of data; {where}."
+            )
+    return frame, list(names.values())
+
+
 def _require(frame, columns, func, why=""):
     """Raise a ValueError naming the first column missing from ``frame``."""
     for name in columns:
@@ -123,6 +197,18 @@ def _require(frame, columns, func, why=""):
                 f"{func}: column {name!r} not found in data{reason}; available "
                 f"columns: {list(frame.columns)}."
             )
+
+
+def _param_axes(frame, exclude=()):
+    """The ``param_<name>`` columns of a scan that take more than one value."""
+    return [
+        c
+        for c in frame.columns
+        if isinstance(c, str)
+        and c.startswith("param_")
+        and c not in exclude
+        and frame[c].nunique(dropna=False) > 1
+    ]
 
 
 def _x_units(lr_units, normalize, func, data=None):
@@ -164,48 +250,222 @@ def _normalized_x(frame, x, lr_units, func):
         )
     if lr_units == "critical":
         return values / reference, r"$\eta\,/\,\eta_c$"
-    return values * reference, r"$c = \eta\,\lambda_H^{(0)}$"
+    return values * reference, r"$c = \eta\,\lambda^{\mathrm{H}}_0$"
 
 
-def _label_colors(values, palette, func, hue):
-    """Colour of each label present, in the canonical label order."""
-    colors = {**LABEL_COLORS, **(palette or {})}
-    present = pd.unique(np.asarray(values, dtype=object))
-    unknown = [v for v in present if v not in colors]
-    if unknown:
-        raise ValueError(
-            f"{func}: no colour for {hue} value(s) {unknown}; known labels are "
-            f"{list(colors)} (pass palette={{value: colour}} to add some)."
+# --------------------------------------------------------------------------
+# Colour: seaborn's hue rules, with fixed colours for the run labels
+# --------------------------------------------------------------------------
+
+
+def _is_numeric(values):
+    """Whether hue values are numbers (booleans are categories)."""
+    series = pd.Series(values)
+    if pd.api.types.is_bool_dtype(series):
+        return False
+    if pd.api.types.is_numeric_dtype(series):
+        return True
+    present = series.dropna()
+    return len(present) > 0 and _all_numbers(present)
+
+
+def _all_numbers(column):
+    """Whether an object column holds real numbers only."""
+    return all(
+        isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
+        for v in column
+    )
+
+
+def _legend_mode(legend, func):
+    """seaborn's ``legend``: True is ``"auto"``, False none."""
+    if legend is True:
+        return "auto"
+    if legend is False or (isinstance(legend, str) and legend in _LEGEND_MODES):
+        return legend
+    raise ValueError(
+        f"{func}: legend must be True, False, 'auto', 'brief' or 'full', got "
+        f"{legend!r}."
+    )
+
+
+def _palette_colors(palette, n, func):
+    """``n`` colours of a named palette or a list (seaborn's color_palette)."""
+    try:
+        return sns.color_palette(palette, n)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"{func}: palette={palette!r}: {exc}") from None
+
+
+class _HueMap:
+    """One colour per value of a hue variable, by seaborn's rules.
+
+    Run labels (categories among which ``"converge"``, ``"eos"``... appear)
+    keep :data:`LABEL_COLORS`, updated by a ``palette`` dict, in their
+    canonical order.  Numbers map through a colormap (``palette``, default
+    seaborn's ``"ch:"``) scaled by ``norm``, unless a list or dict
+    ``palette``, a qualitative palette name or an ``order`` makes them
+    categories (seaborn ignores ``hue_order`` for numbers; here it means
+    "these values, in this order").  Categories get the colours of
+    ``palette`` (default: the colour cycle) in ``order`` (default: sorted
+    numbers, else order of appearance).
+
+    ``categories=True`` makes numbers categories unless ``norm`` is given
+    (lines of a few runs, told apart by the colour cycle).
+
+    ``levels`` are the categories (or the sorted values) and ``lookup`` their
+    colours; ``palette`` and ``norm`` reproduce the same mapping on a subset
+    of the data (for facets).
+    """
+
+    def __init__(self, values, palette, order, norm, func, categories=False):
+        values = pd.Series(np.asarray(values))
+        present = list(pd.unique(values.dropna()))
+        numeric = _is_numeric(values)
+        if norm is not None and not numeric:
+            raise ValueError(f"{func}: hue_norm needs numbers as hue values.")
+        categories = (
+            categories
+            or order is not None
+            or isinstance(palette, (dict, list, tuple))
+            or (isinstance(palette, str) and palette in QUAL_PALETTES)
         )
-    order = [k for k in colors if k in set(present)]
-    return {k: colors[k] for k in order}
+        self.numeric = numeric and (norm is not None or not categories)
+        self.norm = None
+        if self.numeric:
+            self._numeric(values, palette, norm, func)
+            return
+        labels = any(v in LABEL_COLORS for v in present)
+        if labels:
+            if palette is None or isinstance(palette, dict):
+                palette = {**LABEL_COLORS, **(palette or {})}
+            known = palette if isinstance(palette, dict) else LABEL_COLORS
+            levels = [k for k in known if k in present]
+            levels += [v for v in present if v not in known]
+        elif numeric:
+            levels = sorted(present)
+        else:
+            levels = present
+        self.levels = levels = list(levels if order is None else order)
+        if isinstance(palette, dict):
+            missing = [v for v in levels if v not in palette]
+            missing = [v.item() if isinstance(v, np.generic) else v for v in missing]
+            if missing:
+                what = "label" if labels else "hue"
+                has = ", known labels are " if labels else ", the palette has "
+                raise ValueError(
+                    f"{func}: no colour for {what} value(s) {missing}{has}"
+                    f"{list(palette)} (pass palette={{value: colour}} to add "
+                    "some)."
+                )
+            colors = [palette[v] for v in levels]
+        elif palette is None and len(levels) > len(sns.color_palette()):
+            colors = _palette_colors("husl", len(levels), func)
+        else:
+            colors = _palette_colors(palette, len(levels), func)
+        self.lookup = dict(zip(levels, to_rgba_array(colors), strict=True))
+        self.palette = self.lookup
+
+    def _numeric(self, values, palette, norm, func):
+        if palette is None:
+            palette = "ch:"
+        if isinstance(palette, Colormap):
+            self.cmap = palette
+        else:
+            try:
+                self.cmap = sns.color_palette(palette, as_cmap=True)
+            except (ValueError, TypeError) as exc:
+                raise ValueError(f"{func}: palette={palette!r}: {exc}") from None
+        if norm is None:
+            norm = Normalize()
+        elif isinstance(norm, tuple):
+            norm = Normalize(*norm)
+        elif not isinstance(norm, Normalize):
+            raise ValueError(
+                f"{func}: hue_norm must be None, a (vmin, vmax) tuple or a "
+                f"matplotlib Normalize, got {norm!r}."
+            )
+        numbers = values.to_numpy(dtype=float)
+        finite = numbers[np.isfinite(numbers)]
+        if not norm.scaled() and finite.size:
+            norm.autoscale_None(finite)
+        self.norm, self.palette = norm, self.cmap
+        self.levels = list(np.unique(finite))
+        self.lookup = dict(zip(self.levels, self.cmap(norm(self.levels)), strict=True))
+
+    def colors(self, values):
+        """RGBA row per value, and whether it is drawn (a level, a finite number)."""
+        values = np.asarray(values)
+        if self.numeric:
+            numbers = values.astype(float)
+            drawn = np.isfinite(numbers)
+            return self.cmap(self.norm(np.where(drawn, numbers, 0.0))), drawn
+        codes = pd.Index(self.levels).get_indexer(values)
+        table = np.array(list(self.lookup.values())).reshape(-1, 4)
+        return table[np.maximum(codes, 0)], codes >= 0
+
+    def legend_entries(self, legend, values):
+        """``(text, colour)`` pairs of the levels among the drawn ``values``.
+
+        Many numbers (``"brief"``, or ``"auto"`` past six levels) give a few
+        round values across the colormap's range instead, as in seaborn.
+        """
+        if legend is False or len(values) == 0:
+            return []
+        if not self.numeric:
+            present = set(pd.unique(np.asarray(values)))
+            return [(_fmt(k), c) for k, c in self.lookup.items() if k in present]
+        levels = np.unique(np.asarray(values, dtype=float))
+        if legend == "brief" or (legend == "auto" and len(levels) > _BRIEF_TICKS):
+            vmin, vmax = self.norm.vmin, self.norm.vmax
+            if isinstance(self.norm, LogNorm):
+                locator = LogLocator(numticks=_BRIEF_TICKS)
+            else:
+                locator = MaxNLocator(nbins=_BRIEF_TICKS)
+            ticks = locator.tick_values(vmin, vmax)
+            levels = ticks[(ticks >= vmin) & (ticks <= vmax)]
+        return [(_fmt(v), self.cmap(self.norm(v))) for v in levels]
 
 
-def _label_rgba(labels, colors):
-    """RGBA row per label: one colour conversion per distinct label, not per point."""
-    table = to_rgba_array(list(colors.values()))
-    codes = pd.Categorical(np.asarray(labels, dtype=object), categories=list(colors))
-    return table[codes.codes]
+def _hue(frame, hue, palette, hue_order, hue_norm, func, categories=False):
+    """The hue mapping of ``frame[hue]``, its colour per row and drawn rows."""
+    if hue is None:
+        return None, None, np.ones(len(frame), dtype=bool)
+    hue_map = _HueMap(frame[hue], palette, hue_order, hue_norm, func, categories)
+    rgba, drawn = hue_map.colors(frame[hue])
+    return hue_map, rgba, drawn
 
 
-def _label_legend(ax, colors, title, marker=None, **kwargs):
-    """Legend of one coloured patch (or ``marker``) per label."""
-    if marker is None:
-        handles = [Patch(facecolor=c, edgecolor="none") for c in colors.values()]
-    else:
-        handles = [
-            Line2D([], [], ls="none", marker=marker, color=c, markeredgewidth=0)
-            for c in colors.values()
-        ]
-    labels = [str(k) for k in colors]
-    return ax.legend(handles, labels, title=title, **kwargs)
+def _hue_legend(ax, hue_map, legend, values, title, handle, **kwargs):
+    """A legend of the hue levels among ``values``: markers, patches or lines."""
+    entries = hue_map.legend_entries(legend, values)
+    if not entries:
+        return None
+    make = {
+        "marker": lambda c: Line2D(
+            [], [], ls="none", marker="o", color=c, markeredgewidth=0
+        ),
+        "patch": lambda c: Patch(facecolor=c, edgecolor="none"),
+        "line": lambda c: Line2D([], [], color=c, lw=1.5),
+    }[handle]
+    handles = [make(c) for _, c in entries]
+    texts = [t for t, _ in entries]
+    return ax.legend(handles, texts, title=title or None, **kwargs)
 
 
 def _axis_label(name):
-    """Axis label of a column: known names typeset, ``param_`` dropped."""
+    """Axis label of a column: known names typeset, ``param_`` dropped; none
+    for an unnamed vector."""
     if name in _AXIS_LABELS:
         return _AXIS_LABELS[name]
-    name = str(name)
+    return _hue_title(name)
+
+
+def _hue_title(hue):
+    """Legend title of a hue column: its name without ``param_``."""
+    name = str(hue)
+    if name.startswith("_"):
+        return ""
     return name[len("param_") :] if name.startswith("param_") else name
 
 
@@ -302,7 +562,7 @@ def _edge_line(part, learning_rate, func):
 
 
 def plot_sharpness(
-    data,
+    data=None,
     *,
     x="step",
     y="sharpness",
@@ -310,6 +570,10 @@ def plot_sharpness(
     loss="loss",
     learning_rate=None,
     hue=None,
+    palette=None,
+    hue_order=None,
+    hue_norm=None,
+    legend="auto",
     show_ntk=True,
     show_loss=True,
     show_edge=True,
@@ -326,16 +590,34 @@ def plot_sharpness(
         and the columns named by ``x``, ``y``, ``ntk`` and ``loss``.  NaN
         entries are skipped, so the loss may be recorded at more steps than
         the sharpness.
-    x, y, ntk, loss : str, default="step", "sharpness", "ntk", "loss"
-        Columns of the step, of ``lambda_H``, of the NTK ``lambda`` and of the
-        training loss.  ``ntk`` and ``loss`` are optional in the data.
+    x, y : str or vector, default="step", "sharpness"
+        Columns (or, with tidy data, vectors) of the step and of
+        ``lambda_H``.
+    ntk, loss : str, default="ntk", "loss"
+        Columns of the NTK ``lambda`` and of the training loss, optional in
+        the data.
     learning_rate : float, default=None
         The step size ``eta`` for the ``2 / eta`` line; by default the
         estimator's ``learning_rate_`` (or ``learning_rate``) or the data's
         ``learning_rate`` column (constant within each ``hue`` group).
-    hue : str, default=None
-        Column grouping several runs, one colour each (for example
-        ``"learning_rate"``).
+    hue : str or vector, default=None
+        Grouping of several runs (tidy data), one colour each (for example
+        ``"learning_rate"``): all the lines of a run take its colour.
+    palette : str, list, dict or Colormap, default=None
+        Colours of the ``hue`` levels: the colour cycle by default, else a
+        named palette (``"viridis"`` gives ordered shades), a list or a
+        ``{value: colour}`` dict; run labels keep :data:`LABEL_COLORS`.
+    hue_order : list, default=None
+        Order (and subset) of the ``hue`` levels; by default sorted numbers,
+        else order of appearance.
+    hue_norm : tuple or Normalize, default=None
+        Colour numeric ``hue`` through a colormap (``palette``, default
+        seaborn's ``"ch:"``) over this range, as seaborn does; by default
+        each level is a run with a colour of its own.
+    legend : {"auto", "brief", "full"} or bool, default="auto"
+        How to draw the legend: ``"brief"`` lists a few round values of a
+        numeric ``hue``, ``"full"`` every level, ``"auto"`` picks; False
+        draws none.
     show_ntk : bool, default=True
         Also plot the NTK ``lambda`` (dotted) when it is available.
     show_loss : bool, default=True
@@ -347,7 +629,8 @@ def plot_sharpness(
     ax : matplotlib Axes, default=None
         Axes to draw on; the current Axes by default.
     **kwargs
-        Passed to :meth:`~matplotlib.axes.Axes.plot` for the sharpness lines.
+        Passed to :meth:`~matplotlib.axes.Axes.plot` for the sharpness lines;
+        ``color`` colours a single run.
 
     Returns
     -------
@@ -357,6 +640,7 @@ def plot_sharpness(
     See Also
     --------
     plot_bifurcation : The long-time sharpness of many runs.
+    scanplot : One panel per group of runs (``kind="sharpness"``).
 
     Examples
     --------
@@ -380,18 +664,34 @@ def plot_sharpness(
         raise ValueError(
             f"{func}: learning_rate must be a positive number, got {learning_rate!r}."
         )
+    legend = _legend_mode(legend, func)
+    tidy = data is None or isinstance(data, (pd.DataFrame, Mapping))
+    one_run = not tidy and hasattr(data, "sharpness_trace_")
+    if one_run and not (isinstance(x, str) and isinstance(y, str) and hue is None):
+        raise ValueError(
+            f"{func}: a fitted {type(data).__name__} is one run: x and y name "
+            "its columns and there is no hue; pass tidy data to plot vectors or "
+            "several runs."
+        )
     sharp, loss_frame = _trace_frames(data, func, x, y, ntk, loss)
-    _require(sharp, [x, y, hue], func)
+    if tidy:
+        sharp, (x, y, hue) = _assign(sharp, func, x=x, y=y, hue=hue)
+        loss_frame = sharp
+    # Each level is a run: numbers are categories too, unless hue_norm.
+    hue_map, _, drawn = _hue(sharp, hue, palette, hue_order, hue_norm, func, True)
     ax = _get_ax(ax)
     has_ntk = show_ntk and ntk in sharp.columns
     has_loss = show_loss and loss in loss_frame.columns
-    if hue is None:
-        groups = [(None, sharp, loss_frame)]
+    solo = hue is None
+    if solo:
+        groups = [(None, kwargs.pop("color", None), sharp, loss_frame)]
     else:
-        _require(loss_frame, [hue], func)
+        kwargs.pop("color", None)  # hue colours the runs (seaborn's rule)
+        values = sharp[hue].to_numpy()
         groups = [
-            (key, part, loss_frame[loss_frame[hue] == key])
-            for key, part in sharp.groupby(hue, sort=True)
+            (key, color, sharp[values == key], loss_frame[values == key])
+            for key, color in hue_map.lookup.items()
+            if np.any(values[drawn] == key)
         ]
     loss_ax = None
     if has_loss:
@@ -400,19 +700,18 @@ def plot_sharpness(
         # Sharpness in front of the loss, legend on top of both.
         ax.set_zorder(loss_ax.get_zorder() + 1)
         ax.patch.set_visible(False)
-    # One run: each line carries its own label.  Several: the sharpness line
-    # names the group and black proxies explain the line styles.
-    names = {"sharpness": r"$\lambda_H$", "ntk": r"$\lambda$ (NTK)"}
+    # One run: each line carries its own label.  Several: proxies name the
+    # runs by colour and, in black, the line styles.
+    names = {"sharpness": r"$\lambda^{\mathrm{H}}$", "ntk": r"$\lambda$ (NTK)"}
     names.update(edge="stability threshold", loss="loss")
     kwargs.setdefault("lw", 1.5)
-    for i, (key, part, loss_part) in enumerate(groups):
-        if hue is not None:
-            kwargs["color"] = f"C{i}"
+    for _, color, part, loss_part in groups:
         part = part[np.isfinite(part[y].to_numpy(dtype=float))]
-        label = names["sharpness"] if hue is None else f"{hue} = {_fmt(key)}"
-        (line,) = ax.plot(part[x], part[y], label=label, gid="sharpness", **kwargs)
+        label = names["sharpness"] if solo else "_sharpness"
+        (line,) = ax.plot(
+            part[x], part[y], label=label, gid="sharpness", color=color, **kwargs
+        )
         color = line.get_color()
-        solo = hue is None
         if has_ntk:
             ax.plot(
                 part[x],
@@ -458,13 +757,20 @@ def plot_sharpness(
             )
     ax.set_xlabel(_axis_label(x))
     ax.set_ylabel(_axis_label(y))
-    handles, labels = ax.get_legend_handles_labels()
     if loss_ax is not None:
         loss_ax.set_yscale("log")
         loss_ax.set_ylabel("loss")
+    if legend is False:
+        return ax
+    handles, labels = ax.get_legend_handles_labels()
+    if loss_ax is not None:
         more = loss_ax.get_legend_handles_labels()
         handles, labels = handles + more[0], labels + more[1]
-    if hue is not None:
+    if not solo:
+        title = _hue_title(hue)
+        for text, color in hue_map.legend_entries(legend, sharp[hue][drawn]):
+            handles.append(Line2D([], [], color=color, lw=1.5))
+            labels.append(f"{title} = {text}" if title else text)
         styles = [("sharpness", "-"), ("ntk", ":"), ("edge", "--"), ("loss", "-")]
         shown = {"sharpness": True, "ntk": has_ntk, "edge": show_edge}
         shown["loss"] = has_loss
@@ -513,7 +819,7 @@ def _tail_frame(data, results, func):
 
 
 def plot_bifurcation(
-    data,
+    data=None,
     *,
     x="learning_rate",
     y="sharpness",
@@ -522,6 +828,9 @@ def plot_bifurcation(
     hue=None,
     results=None,
     palette=None,
+    hue_order=None,
+    hue_norm=None,
+    legend="auto",
     show_edge=True,
     rasterized=None,
     ax=None,
@@ -542,10 +851,11 @@ def plot_bifurcation(
         or for the ``2 / eta`` curve), such as a scan's ``trace_tails_``.  A
         fitted scan contributes its ``trace_tails_`` joined with its
         ``results_``.
-    x : str, default="learning_rate"
-        Column of the horizontal axis.
-    y : str, default="sharpness"
-        Column of the sharpness ``lambda_H`` (or any other observable).
+    x : str or vector, default="learning_rate"
+        Column (or vector) of the horizontal axis.
+    y : str or vector, default="sharpness"
+        Column (or vector) of the sharpness ``lambda_H`` (or any other
+        observable).
     scaled : bool, default=True
         Plot ``learning_rate * y`` (so the edge of stability is at ``eta``
         times the run's threshold: 2 for gradient descent) rather than ``y``
@@ -557,16 +867,27 @@ def plot_bifurcation(
         multiplies it by the ``initial_sharpness`` column (``c = eta
         lambda_H0``); ``"critical"`` divides it by the
         ``critical_learning_rate`` column.
-    hue : str, default=None
-        Column of run labels to colour the dots with :data:`LABEL_COLORS`
-        (for example ``"label"``); black dots by default.
+    hue : str or vector, default=None
+        Column (or vector) colouring the dots, any column: ``"label"`` (run
+        labels in :data:`LABEL_COLORS`), a ``param_<name>`` column...; black
+        dots by default.
     results : DataFrame or dict of 1-D arrays, default=None
         The scan's per-run ``results_``, joined to ``data`` on its ``run``
         column: the columns ``data`` lacks (``label``,
         ``critical_learning_rate``, ``initial_sharpness``) become available to
-        ``hue`` and ``normalize``.  Use it with saved tables.
-    palette : dict, default=None
-        Colours overriding :data:`LABEL_COLORS` for some ``hue`` values.
+        ``hue`` and ``lr_units``.  Use it with saved tables.
+    palette : str, list, dict or Colormap, default=None
+        Colours of the ``hue`` levels, by seaborn's rules: a named palette,
+        a list, a ``{value: colour}`` dict (for labels: overriding some of
+        :data:`LABEL_COLORS`) or a colormap for numbers.
+    hue_order : list, default=None
+        Order (and subset) of the ``hue`` levels; makes numbers categories.
+    hue_norm : tuple or Normalize, default=None
+        Range of the colormap for numeric ``hue``.
+    legend : {"auto", "brief", "full"} or bool, default="auto"
+        How to draw the ``hue`` legend (levels present, in ``hue_order``):
+        ``"brief"`` lists a few round values of a numeric ``hue``, ``"full"``
+        every level, ``"auto"`` picks; False draws none.
     show_edge : bool, default=True
         Draw the edge of stability: the line ``eta * lambda_H = 2`` when
         ``scaled``, else the curve ``lambda_H = 2 / eta``.
@@ -578,12 +899,18 @@ def plot_bifurcation(
     normalize : str or None, default="deprecated"
         Deprecated alias of ``lr_units`` (removed in 0.3).
     **kwargs
-        Passed to :meth:`~matplotlib.axes.Axes.scatter` (default ``s=2``).
+        Passed to :meth:`~matplotlib.axes.Axes.scatter` (default ``s=2``);
+        ``color`` colours the dots without ``hue``.
 
     Returns
     -------
     ax : matplotlib Axes
         The Axes drawn on.
+
+    See Also
+    --------
+    scanplot : One bifurcation diagram per parameter value
+        (``kind="bifurcation"``).
 
     Examples
     --------
@@ -610,8 +937,9 @@ def plot_bifurcation(
     "results.csv"), lr_units="critical")``.
     """
     func = "plot_bifurcation"
+    legend = _legend_mode(legend, func)
     frame = _tail_frame(data, results, func)
-    _require(frame, [x, y, hue], func)
+    frame, (x, y, hue) = _assign(frame, func, x=x, y=y, hue=hue)
     if scaled or (show_edge and not scaled):
         _require(frame, ["learning_rate"], func, why="scaled=True or the 2/eta curve")
     xv, xlabel = _normalized_x(
@@ -632,15 +960,16 @@ def plot_bifurcation(
         )
     if scaled:
         yv = eta * yv
-    keep = np.isfinite(xv) & np.isfinite(yv)
+    hue_map, rgba, drawn = _hue(frame, hue, palette, hue_order, hue_norm, func)
+    keep = np.isfinite(xv) & np.isfinite(yv) & drawn
     ax = _get_ax(ax)
     kwargs.setdefault("s", 2.0)
     kwargs.setdefault("linewidths", 0)
     if hue is None:
         kwargs.setdefault("color", "k")
     else:
-        colors = _label_colors(frame[hue], palette, func, hue)
-        kwargs["c"] = _label_rgba(frame[hue].to_numpy(dtype=object)[keep], colors)
+        kwargs.pop("color", None)  # hue colours the dots (seaborn's rule)
+        kwargs["c"] = rgba[keep]
     if rasterized is None:
         rasterized = int(keep.sum()) > 5000
     points = ax.scatter(xv[keep], yv[keep], rasterized=rasterized, **kwargs)
@@ -670,23 +999,24 @@ def plot_bifurcation(
                 label="stability threshold",
             )
     if hue is not None:
-        _label_legend(ax, colors, hue, marker="o", loc="best", fontsize="small")
+        _hue_legend(
+            ax,
+            hue_map,
+            legend,
+            frame[hue].to_numpy()[keep],
+            _hue_title(hue),
+            "marker",
+            loc="best",
+            fontsize="small",
+        )
     ax.set_xlabel(xlabel)
     name = _axis_label(y)
     ax.set_ylabel(
-        r"$\eta\,\lambda_H$"
+        r"$\eta\,\lambda^{\mathrm{H}}$"
         if scaled and y == "sharpness"
-        else (f"learning rate × {y}" if scaled else name)
+        else (f"learning rate × {name}" if scaled else name)
     )
     return ax
-
-
-def _all_numbers(column):
-    """Whether an object column holds real numbers only."""
-    return all(
-        isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
-        for v in column
-    )
 
 
 def _cell_edges(values, log):
@@ -711,13 +1041,16 @@ def _is_geometric(values):
 
 
 def plot_phase_diagram(
-    data,
+    data=None,
     *,
     x="learning_rate",
     y=None,
     hue="label",
     lr_units=None,
     palette=None,
+    hue_order=None,
+    hue_norm=None,
+    legend="auto",
     log_x="auto",
     log_y="auto",
     ax=None,
@@ -727,26 +1060,28 @@ def plot_phase_diagram(
     """Phase diagram: the run label on a learning-rate × parameter grid.
 
     Each run is one cell of a grid centred on the scanned values, coloured by
-    its label with the fixed :data:`LABEL_COLORS`; cells that were not run
-    stay blank, and so do runs without finite coordinates.  With ``y=None`` a
-    one-dimensional scan is drawn as a strip.
-    The legend lists the labels present, outside the Axes on the right (save
+    its label with the fixed :data:`LABEL_COLORS` (or by any other ``hue``);
+    cells that were not run stay blank, and so do runs without finite
+    coordinates.  With ``y=None`` a one-dimensional scan is drawn as a strip.
+    The legend lists the levels present, outside the Axes on the right (save
     with ``bbox_inches="tight"`` or a constrained layout).
 
     Parameters
     ----------
     data : DataFrame, dict of 1-D arrays or fitted LearningRateScan
         One row per run with the columns named by ``x``, ``y`` and ``hue``.
-    x : str, default="learning_rate"
-        Column of the horizontal axis.
-    y : str, default=None
-        Column of the second scanned parameter (width, init scale,
-        parameterization...); numbers give a numeric axis, anything else one
-        row per value in order of appearance.  None uses the data's single
-        ``param_<name>`` column if it has exactly one (a 2-D
-        :class:`~sharpsk.LearningRateScan`), else draws a strip.
-    hue : str, default="label"
-        Column of the run labels.
+    x : str or vector, default="learning_rate"
+        Column (or vector) of the horizontal axis.
+    y : str or vector, default=None
+        Column (or vector) of the second scanned parameter (width, init
+        scale, parameterization...); numbers give a numeric axis, anything
+        else one row per value in order of appearance.  None uses the data's
+        ``param_<name>`` column if exactly one of them takes several values
+        (a 2-D :class:`~sharpsk.LearningRateScan`), draws a strip if none
+        does, and asks for ``y`` if several do.
+    hue : str or vector, default="label"
+        Column (or vector) colouring the cells: the run labels, or any
+        other column (numbers through a colormap, e.g. ``"lyapunov"``).
     lr_units : {None, "absolute", "initial_sharpness", "critical"}, default=None
         Units of the x axis (the estimators' vocabulary).  None: those of a
         fitted scan given as ``data`` (its ``lr_units_``), else
@@ -754,8 +1089,19 @@ def plot_phase_diagram(
         multiplies it by the ``initial_sharpness`` column (``c = eta
         lambda_H0``); ``"critical"`` divides it by the
         ``critical_learning_rate`` column.
-    palette : dict, default=None
-        Colours overriding :data:`LABEL_COLORS` for some ``hue`` values.
+    palette : str, list, dict or Colormap, default=None
+        Colours of the ``hue`` levels, by seaborn's rules: a named palette,
+        a list, a ``{value: colour}`` dict (for labels: overriding some of
+        :data:`LABEL_COLORS`) or a colormap for numbers.
+    hue_order : list, default=None
+        Order (and subset: other cells stay blank) of the ``hue`` levels;
+        makes numbers categories.
+    hue_norm : tuple or Normalize, default=None
+        Range of the colormap for numeric ``hue``.
+    legend : {"auto", "brief", "full"} or bool, default="auto"
+        How to draw the legend: ``"brief"`` lists a few round values of a
+        numeric ``hue``, ``"full"`` every level, ``"auto"`` picks; False
+        draws none.
     log_x, log_y : bool or "auto", default="auto"
         Log scale (and geometric cell edges) for an axis; ``"auto"`` picks it
         when the values are positive and closer to geometric than to linear
@@ -765,7 +1111,9 @@ def plot_phase_diagram(
     normalize : str or None, default="deprecated"
         Deprecated alias of ``lr_units`` (removed in 0.3).
     **kwargs
-        Passed to :meth:`~matplotlib.axes.Axes.pcolormesh`.
+        Passed to :meth:`~matplotlib.axes.Axes.pcolormesh` (a ``color``, as
+        :class:`seaborn.FacetGrid` passes, is ignored: ``hue`` colours the
+        cells).
 
     Returns
     -------
@@ -777,6 +1125,11 @@ def plot_phase_diagram(
     ValueError
         If a column is missing, two runs share a grid cell, or a label has no
         colour.
+
+    See Also
+    --------
+    scanplot : One phase diagram per value of further parameters
+        (``kind="phase"``).
 
     Examples
     --------
@@ -791,13 +1144,22 @@ def plot_phase_diagram(
     ['converge', 'eos', 'chaotic']
     """
     func = "plot_phase_diagram"
+    legend = _legend_mode(legend, func)
     frame = _as_frame(data, func)
+    frame, (x, y, hue) = _assign(frame, func, x=x, y=y, hue=hue)
     if frame.empty:
         raise ValueError(f"{func}: data has no rows (no runs to place).")
+    if hue is None:
+        raise ValueError(f"{func}: hue is required: it colours the cells.")
     if y is None:
-        params = [c for c in frame.columns if str(c).startswith("param_")]
-        y = params[0] if len(params) == 1 else None
-    _require(frame, [x, y, hue], func)
+        params = _param_axes(frame, exclude=[x])
+        if len(params) > 1:
+            raise ValueError(
+                f"{func}: {len(params)} parameter columns take several values "
+                f"({params}); pass y= one of them and facet the others "
+                "(scanplot(..., col=...)) or plot one subset at a time."
+            )
+        y = params[0] if params else None
     xv, xlabel = _normalized_x(
         frame, x, _x_units(lr_units, normalize, func, data), func
     )
@@ -823,27 +1185,29 @@ def plot_phase_diagram(
             f"another (e.g. at {where}); aggregate them (one label per cell) or "
             "plot one subset at a time."
         )
-    labels = frame[hue].to_numpy(dtype=object)
-    colors = {**LABEL_COLORS, **(palette or {})}
-    present = _label_colors(labels, palette, func, hue)
-    code_of = {k: i for i, k in enumerate(colors)}
+    hue_map, _, drawn = _hue(frame, hue, palette, hue_order, hue_norm, func)
+    values = frame[hue].to_numpy()
+    if hue_map.numeric:
+        cell_values = np.where(drawn, values, np.nan).astype(float)
+        kwargs.update(cmap=hue_map.cmap, norm=hue_map.norm)
+    else:  # the code of each level, coloured through a listed colormap
+        codes = pd.Index(hue_map.levels).get_indexer(values)
+        cell_values = np.where(drawn, codes, np.nan)
+        n = len(hue_map.levels)
+        kwargs["cmap"] = ListedColormap(list(hue_map.lookup.values()) or ["w"])
+        kwargs["norm"] = BoundaryNorm(np.arange(n + 1) - 0.5, max(n, 1))
+    kwargs.pop("color", None)
     xs, ys = np.unique(xv), np.unique(yv)
     grid = np.full((len(ys), len(xs)), np.nan)
-    grid[np.searchsorted(ys, yv), np.searchsorted(xs, xv)] = [
-        code_of[v] for v in labels
-    ]
+    grid[np.searchsorted(ys, yv), np.searchsorted(xs, xv)] = cell_values
     logx = _is_geometric(xs) if log_x == "auto" else bool(log_x)
     logy = categories is None and y is not None
     logy = logy and (_is_geometric(ys) if log_y == "auto" else bool(log_y))
     ax = _get_ax(ax)
-    cmap = ListedColormap(list(colors.values()))
-    norm = BoundaryNorm(np.arange(len(colors) + 1) - 0.5, len(colors))
     mesh = ax.pcolormesh(
         _cell_edges(xs, logx),
         _cell_edges(ys, logy),
         np.ma.masked_invalid(grid),
-        cmap=cmap,
-        norm=norm,
         **kwargs,
     )
     mesh.set_gid("phases")
@@ -858,10 +1222,13 @@ def plot_phase_diagram(
         ax.set_ylabel(_axis_label(y))
     if categories is not None:
         ax.set_yticks(ys, [str(c) for c in categories])
-    _label_legend(
+    _hue_legend(
         ax,
-        present,
-        None,
+        hue_map,
+        legend,
+        values[drawn],
+        _hue_title(hue),
+        "patch",
         loc="upper left",
         bbox_to_anchor=(1.01, 1.0),
         borderaxespad=0.0,
@@ -871,13 +1238,16 @@ def plot_phase_diagram(
 
 
 def plot_lyapunov(
-    data,
+    data=None,
     *,
     x="learning_rate",
     y="lyapunov",
     hue="label",
     lr_units=None,
     palette=None,
+    hue_order=None,
+    hue_norm=None,
+    legend="auto",
     show_line=True,
     ax=None,
     normalize="deprecated",
@@ -885,19 +1255,21 @@ def plot_lyapunov(
 ):
     """Largest Lyapunov exponent against the learning rate, with the zero line.
 
-    Points are coloured by run label (:data:`LABEL_COLORS`); runs without a
-    finite exponent (diverged ones) are left out.  Positive exponents are chaos.
+    Points are coloured by run label (:data:`LABEL_COLORS`) or by any other
+    ``hue``; runs without a finite exponent (diverged ones) are left out.
+    Positive exponents are chaos.
 
     Parameters
     ----------
     data : DataFrame, dict of 1-D arrays or fitted LearningRateScan
         One row per run with the columns named by ``x``, ``y`` and ``hue``.
-    x : str, default="learning_rate"
-        Column of the horizontal axis.
-    y : str, default="lyapunov"
-        Column of the exponent.
-    hue : str or None, default="label"
-        Column of the run labels; None draws black points.
+    x : str or vector, default="learning_rate"
+        Column (or vector) of the horizontal axis.
+    y : str or vector, default="lyapunov"
+        Column (or vector) of the exponent.
+    hue : str, vector or None, default="label"
+        Column (or vector) colouring the points: the run labels, a
+        ``param_<name>`` column, any other column; None draws black points.
     lr_units : {None, "absolute", "initial_sharpness", "critical"}, default=None
         Units of the x axis (the estimators' vocabulary).  None: those of a
         fitted scan given as ``data`` (its ``lr_units_``), else
@@ -905,21 +1277,37 @@ def plot_lyapunov(
         multiplies it by the ``initial_sharpness`` column (``c = eta
         lambda_H0``); ``"critical"`` divides it by the
         ``critical_learning_rate`` column.
-    palette : dict, default=None
-        Colours overriding :data:`LABEL_COLORS` for some ``hue`` values.
+    palette : str, list, dict or Colormap, default=None
+        Colours of the ``hue`` levels, by seaborn's rules: a named palette,
+        a list, a ``{value: colour}`` dict (for labels: overriding some of
+        :data:`LABEL_COLORS`) or a colormap for numbers.
+    hue_order : list, default=None
+        Order (and subset) of the ``hue`` levels; makes numbers categories.
+    hue_norm : tuple or Normalize, default=None
+        Range of the colormap for numeric ``hue``.
+    legend : {"auto", "brief", "full"} or bool, default="auto"
+        How to draw the ``hue`` legend (levels present, in ``hue_order``):
+        ``"brief"`` lists a few round values of a numeric ``hue``, ``"full"``
+        every level, ``"auto"`` picks; False draws none.
     show_line : bool, default=True
-        Join the points (sorted by ``x``) with a thin grey line.
+        Join the points (sorted by ``x``) with a thin grey line (gid
+        ``"line"``), one per value of the other ``param_<name>`` columns.
     ax : matplotlib Axes, default=None
         Axes to draw on; the current Axes by default.
     normalize : str or None, default="deprecated"
         Deprecated alias of ``lr_units`` (removed in 0.3).
     **kwargs
-        Passed to :meth:`~matplotlib.axes.Axes.scatter` (default ``s=10``).
+        Passed to :meth:`~matplotlib.axes.Axes.scatter` (default ``s=10``);
+        ``color`` colours the points without ``hue``.
 
     Returns
     -------
     ax : matplotlib Axes
         The Axes drawn on.
+
+    See Also
+    --------
+    scanplot : One panel per parameter value (``kind="lyapunov"``).
 
     Examples
     --------
@@ -934,8 +1322,9 @@ def plot_lyapunov(
     3
     """
     func = "plot_lyapunov"
+    legend = _legend_mode(legend, func)
     frame = _as_frame(data, func)
-    _require(frame, [x, y, hue], func)
+    frame, (x, y, hue) = _assign(frame, func, x=x, y=y, hue=hue)
     xv, xlabel = _normalized_x(
         frame, x, _x_units(lr_units, normalize, func, data), func
     )
@@ -947,26 +1336,263 @@ def plot_lyapunov(
             "the UV model on one example, or by estimators fitted with "
             "compute_lyapunov=True (diverged runs have none)."
         )
+    hue_map, rgba, drawn = _hue(frame, hue, palette, hue_order, hue_norm, func)
     ax = _get_ax(ax)
     ax.axhline(0.0, color="k", lw=0.8, gid="zero")
     if show_line and keep.any():
-        order = np.argsort(xv[keep], kind="stable")
-        ax.plot(xv[keep][order], yv[keep][order], color="0.6", lw=0.7, zorder=1)
+        # One line per value of the other scanned parameters (2-D scans).
+        rows = np.flatnonzero(keep)
+        params = _param_axes(frame.iloc[rows], exclude=[x])
+        groups = [np.arange(len(rows))]
+        if params:
+            by = frame.iloc[rows].groupby(params, sort=False, dropna=False)
+            groups = by.indices.values()
+        for group in groups:
+            line = rows[group][np.argsort(xv[rows[group]], kind="stable")]
+            ax.plot(xv[line], yv[line], color="0.6", lw=0.7, zorder=1, gid="line")
+    keep &= drawn
     kwargs.setdefault("s", 10.0)
     kwargs.setdefault("zorder", 2)
     if hue is None:
         kwargs.setdefault("color", "k")
     else:
-        labels = frame[hue].to_numpy(dtype=object)[keep]
-        colors = _label_colors(labels, palette, func, hue)
-        kwargs["c"] = _label_rgba(labels, colors)
+        kwargs.pop("color", None)  # hue colours the points (seaborn's rule)
+        kwargs["c"] = rgba[keep]
     points = ax.scatter(xv[keep], yv[keep], **kwargs)
     points.set_gid("points")
-    if hue is not None and keep.any():
-        _label_legend(ax, colors, None, marker="o", loc="best", fontsize="small")
+    if hue is not None:
+        _hue_legend(
+            ax,
+            hue_map,
+            legend,
+            frame[hue].to_numpy()[keep],
+            _hue_title(hue),
+            "marker",
+            loc="best",
+            fontsize="small",
+        )
     ax.set_xlabel(xlabel)
     ax.set_ylabel(_axis_label(y))
     return ax
+
+
+# --------------------------------------------------------------------------
+# Figure-level: one facet per parameter value
+# --------------------------------------------------------------------------
+
+_KINDS = {
+    "phase": plot_phase_diagram,
+    "lyapunov": plot_lyapunov,
+    "bifurcation": plot_bifurcation,
+    "sharpness": plot_sharpness,
+}
+
+
+def scanplot(
+    data=None,
+    *,
+    kind="phase",
+    row=None,
+    col=None,
+    col_wrap=None,
+    height=3.0,
+    aspect=1.5,
+    facet_kws=None,
+    **kwargs,
+):
+    """Figure-level plot of a scan: one panel per value of its parameters.
+
+    The way :func:`seaborn.relplot` facets a scatter plot, this draws one
+    axes-level plot (``kind``) per value of ``row`` and ``col``, typically
+    the ``param_<name>`` columns of a scan over several estimator
+    parameters, on a :class:`seaborn.FacetGrid`.  The colours of ``hue`` are
+    resolved once over all the data, so a value has the same colour in every
+    panel, and one legend is drawn for the figure.
+
+    Parameters
+    ----------
+    data : fitted LearningRateScan, DataFrame or dict of 1-D arrays
+        A fitted scan (its ``results_``; for ``kind="bifurcation"`` its
+        ``trace_tails_`` joined with them), ``scan.to_frame()``, a saved
+        ``results_``, or, for ``kind="sharpness"``, tidy traces.
+    kind : {"phase", "lyapunov", "bifurcation", "sharpness"}, default="phase"
+        The plot in each panel: :func:`plot_phase_diagram`,
+        :func:`plot_lyapunov`, :func:`plot_bifurcation` or
+        :func:`plot_sharpness`.
+    row, col : str or vector, default=None
+        Columns (or vectors) whose values make the rows and columns of the
+        grid, e.g. ``"param_width"``.
+    col_wrap : int, default=None
+        Wrap the columns at this many panels (not with ``row``).
+    height : float, default=3.0
+        Height of each panel, in inches.
+    aspect : float, default=1.5
+        Width of each panel over its height.
+    facet_kws : dict, default=None
+        Passed to :class:`seaborn.FacetGrid` (``sharex``, ``sharey``,
+        ``margin_titles``...).
+    **kwargs
+        Passed to the axes-level function of ``kind``, with its defaults:
+        ``x``, ``y``, ``hue``, ``palette``, ``hue_order``, ``hue_norm``,
+        ``legend``, ``lr_units`` (default: the scan's ``lr_units_``), and
+        artist keywords.  With ``kind="phase"`` and ``y=None``, ``y`` is the
+        one ``param_<name>`` column besides ``row`` and ``col`` that takes
+        several values, if any.
+
+    Returns
+    -------
+    grid : seaborn.FacetGrid
+        The grid (``grid.axes``, ``grid.figure``, ``grid.legend``).
+
+    See Also
+    --------
+    seaborn.relplot : The figure-level function this one follows.
+
+    Examples
+    --------
+    A scan of the UV model over the learning rate and the width, one
+    bifurcation diagram per width:
+
+    >>> import numpy as np
+    >>> from sharpsk import LearningRateScan, UVRegressor
+    >>> from sharpsk.plotting import scanplot
+    >>> X, y = np.full((1, 4), 0.5), np.array([1.0])
+    >>> scan = LearningRateScan(
+    ...     UVRegressor(max_iter=200, random_state=0),
+    ...     learning_rates=np.linspace(0.5, 2.0, 7),
+    ...     param_name="width",
+    ...     param_values=[1, 4, 16],
+    ...     progress=False,
+    ... ).fit(X, y)
+    >>> g = scanplot(scan, kind="bifurcation", col="param_width", hue="label")
+    >>> g.axes.shape
+    (1, 3)
+    >>> [ax.get_title() for ax in g.axes.flat]
+    ['width = 1', 'width = 4', 'width = 16']
+
+    With more parameter columns, e.g. ``param_width`` and
+    ``param_init_scale``, ``scanplot(scan, col="param_init_scale")`` draws
+    one phase diagram (learning rate × width) per initialization scale.
+    """
+    func = "scanplot"
+    if kind not in _KINDS:
+        raise ValueError(f"{func}: kind must be one of {list(_KINDS)}, got {kind!r}.")
+    if "ax" in kwargs:
+        raise TypeError(
+            f"{func}: draws a figure of its own and takes no ax; call "
+            f"{_KINDS[kind].__name__} to draw on one Axes."
+        )
+    plot = _KINDS[kind]
+    defaults = {
+        name: p.default
+        for name, p in inspect.signature(plot).parameters.items()
+        if p.default is not inspect.Parameter.empty
+    }
+    runs = None  # every run, when the panels plot only some (bounded) ones
+    if kind == "bifurcation":
+        results = kwargs.pop("results", None)
+        frame = _tail_frame(data, results, func)
+        if results is None and not isinstance(data, (pd.DataFrame, Mapping)):
+            results = getattr(data, "results_", None)
+        runs = None if results is None else _as_frame(results, func)
+    elif kind == "sharpness" and hasattr(data, "fit"):
+        raise TypeError(
+            f"{func}: kind='sharpness' facets tidy traces (one row per record); "
+            f"got a {type(data).__name__}: plot one run with plot_sharpness, "
+            "the tails of a scan with kind='bifurcation'."
+        )
+    else:
+        frame = _as_frame(data, func)
+    if "lr_units" in defaults:
+        kwargs["lr_units"] = _x_units(
+            kwargs.get("lr_units"), kwargs.pop("normalize", "deprecated"), func, data
+        )
+    kwargs["legend"] = _legend_mode(kwargs.get("legend", defaults["legend"]), func)
+    variables = {k: kwargs.pop(k, defaults[k]) for k in ("x", "y", "hue")}
+    frame, names = _assign(frame, func, row=row, col=col, **variables)
+    row, col = names[:2]
+    variables = dict(zip(variables, names[2:], strict=True))
+    if kind == "phase" and variables["y"] is None:
+        params = _param_axes(frame, exclude=[variables["x"], row, col])
+        if len(params) > 1:
+            raise ValueError(
+                f"{func}: {len(params)} parameter columns besides row and col "
+                f"take several values ({params}); pass y= one of them and row= "
+                "or col= the others."
+            )
+        variables["y"] = params[0] if params else None
+    hue = variables["hue"]
+    hue_map = None
+    if hue is not None:
+        # One mapping for every panel, as relplot does.
+        hue_map = _HueMap(
+            frame[hue],
+            kwargs.get("palette"),
+            kwargs.get("hue_order"),
+            kwargs.get("hue_norm"),
+            func,
+            categories=kind == "sharpness",
+        )
+        kwargs["palette"] = hue_map.palette
+        kwargs["hue_order"] = None if hue_map.numeric else hue_map.levels
+        kwargs["hue_norm"] = hue_map.norm
+    facet_kws = dict(facet_kws or {})
+    for key, name in (("row", row), ("col", col)):
+        if runs is not None and name in runs.columns:
+            # A panel for every value, even if all its runs diverged.
+            values = list(pd.unique(runs[name].dropna()))
+            order = sorted(values) if _is_numeric(values) else values
+            facet_kws.setdefault(f"{key}_order", order)
+    grid = sns.FacetGrid(
+        frame,
+        row=row,
+        col=col,
+        col_wrap=col_wrap,
+        height=height,
+        aspect=aspect,
+        **facet_kws,
+    )
+    labels, entries = {}, {}
+    exponents = None
+    if kind == "lyapunov":
+        exponents = variables["y"]
+        some = np.isfinite(frame[exponents].to_numpy(dtype=float)).any()
+        exponents = exponents if some else None  # else plot_lyapunov says why
+
+    def draw(**kws):
+        part = kws["data"][exponents] if exponents is not None else None
+        if part is not None and not np.isfinite(part.to_numpy(dtype=float)).any():
+            return  # a panel of diverged runs only stays empty
+        ax = plot(**kws)
+        labels.setdefault("x", ax.get_xlabel())
+        labels.setdefault("y", ax.get_ylabel())
+        # The panels' legends (FacetGrid drops them) make one figure legend.
+        panel = ax.get_legend()
+        if panel is not None:
+            labels.setdefault("title", panel.get_title().get_text())
+            for text, handle in zip(panel.texts, panel.legend_handles, strict=True):
+                entries.setdefault(text.get_text(), handle)
+            panel.remove()
+
+    grid.map_dataframe(draw, **variables, **kwargs)
+    # map_dataframe labels the axes with the column names: typeset them again.
+    grid.set_axis_labels(labels.get("x", ""), labels.get("y", ""))
+    templates = {}
+    for key, name in (("row", row), ("col", col)):
+        if name is not None:
+            label = _hue_title(name).replace("{", "{{").replace("}", "}}")
+            templates[f"{key}_template"] = f"{label} = {{{key}_name}}"
+    grid.set_titles(**templates)
+    if entries:  # levels in hue order ("0.5" or "name = 0.5"), then the rest
+        order = [_fmt(k) for k in hue_map.lookup] if hue_map is not None else []
+        rank = {text: i for i, text in enumerate(order)}
+        texts = sorted(
+            entries,
+            key=lambda t: rank.get(t, rank.get(t.rpartition(" = ")[2], len(rank))),
+        )
+        title = labels.get("title") or None
+        grid.add_legend(legend_data=entries, label_order=texts, title=title)
+    return grid
 
 
 # --------------------------------------------------------------------------

@@ -7,6 +7,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
+import seaborn as sns
 from matplotlib.colors import to_rgba
 from numpy.testing import assert_allclose, assert_array_equal
 from sklearn.exceptions import NotFittedError
@@ -21,6 +22,7 @@ from sharpsk.plotting import (
     plot_phase_diagram,
     plot_sharpness,
     plot_uv_vector_field,
+    scanplot,
 )
 
 
@@ -133,9 +135,10 @@ def test_plot_sharpness_of_a_fitted_uv_regressor(tmp_path):
     positive = uv.loss_curve_ > 0
     assert_allclose(loss.get_ydata(), uv.loss_curve_[positive], rtol=0)
     assert ax.get_xlabel() == "step"
-    assert ax.get_ylabel() == r"sharpness $\lambda_H$"
+    assert ax.get_ylabel() == r"sharpness $\lambda^{\mathrm{H}}$"
     texts, _ = _legend(ax)
-    assert texts == [r"$\lambda_H$", r"$\lambda$ (NTK)", "stability threshold", "loss"]
+    sharp = r"$\lambda^{\mathrm{H}}$"
+    assert texts == [sharp, r"$\lambda$ (NTK)", "stability threshold", "loss"]
 
 
 def test_plot_sharpness_switches_and_a_loss_recorded_every_step(tmp_path):
@@ -188,9 +191,20 @@ def test_plot_sharpness_tidy_data_with_hue(tmp_path):
     assert_allclose([e.get_ydata()[0] for e in edges], [2 / e for e in etas])
     for s, e in zip(sharp, edges, strict=True):
         assert to_rgba(s.get_color()) == to_rgba(e.get_color())
-    texts, _ = _legend(ax)
+    # Each run a colour of the cycle, also for numbers (C0, C1, C2 as before).
+    cycle = [to_rgba(f"C{i}") for i in range(3)]
+    assert [to_rgba(s.get_color()) for s in sharp] == cycle
+    texts, handles = _legend(ax)
     assert texts[:3] == [f"learning_rate = {eta:g}" for eta in etas]
-    assert texts[3:] == [r"$\lambda_H$", "stability threshold", "loss"]  # style key
+    assert [to_rgba(h.get_color()) for h in handles[:3]] == cycle
+    sharp = r"$\lambda^{\mathrm{H}}$"
+    assert texts[3:] == [sharp, "stability threshold", "loss"]  # style key
+    # With hue_norm, numbers go through a colormap, as in seaborn.
+    fig, ax = plt.subplots()
+    plot_sharpness(frame, hue="learning_rate", hue_norm=(0.0, 4.0), ax=ax)
+    cmap = sns.color_palette("ch:", as_cmap=True)
+    colors = [to_rgba(s.get_color()) for s in _by_gid(ax, "sharpness")]
+    assert_allclose(colors, cmap(np.divide(etas, 4.0)), rtol=0, atol=1e-12)
 
 
 def test_plot_sharpness_bad_input():
@@ -230,7 +244,7 @@ def test_plot_bifurcation_points_units_and_edge(uv_scan, tmp_path):
     (edge,) = _by_gid(ax, "edge")
     assert_array_equal(edge.get_ydata(), [2.0, 2.0])
     assert ax.get_xlabel() == r"learning rate $\eta$"
-    assert ax.get_ylabel() == r"$\eta\,\lambda_H$"
+    assert ax.get_ylabel() == r"$\eta\,\lambda^{\mathrm{H}}$"
     assert not points.get_rasterized()  # few points: vector output
 
     fig, ax = plt.subplots()
@@ -425,7 +439,7 @@ def test_plot_lyapunov_points_zero_line_and_colours(uv_scan, tmp_path):
         rtol=1e-15,
     )
     assert ax.get_legend() is None
-    assert ax.get_xlabel() == r"$c = \eta\,\lambda_H^{(0)}$"
+    assert ax.get_xlabel() == r"$c = \eta\,\lambda^{\mathrm{H}}_0$"
     with pytest.raises(ValueError, match="'exponent'"):
         plot_lyapunov(results, y="exponent")
 
@@ -764,3 +778,368 @@ def test_scan_plots_use_the_scan_units_by_default():
         fig, ax = plt.subplots()
         plot(scan, lr_units="absolute", ax=ax)
         assert "eta_c" not in ax.get_xlabel()
+
+
+# --------------------------------------------------------------------------
+# seaborn's API (issue 12): hue on any column, palettes, hue_order, legend,
+# vectors, FacetGrid.map_dataframe and the figure-level scanplot
+# --------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def grid_scan():
+    """Tidy results and tails of a UV scan over eta x width x init_scale.
+
+    Two 2-D scans (``param_width``) stacked with a ``param_init_scale``
+    column: the layout of a scan over several parameters at once.
+    """
+    X, y = _one_example()
+    results, tails = [], []
+    for scale in (0.5, 1.0):
+        scan = LearningRateScan(
+            UVRegressor(max_iter=300, init_scale=scale, random_state=3),
+            learning_rates=np.linspace(0.5, 2.0, 6),
+            param_name="width",
+            param_values=[1, 4, 16],
+            progress=False,
+        ).fit(X, y)
+        runs = pd.DataFrame(scan.results_).assign(param_init_scale=scale)
+        tail = pd.DataFrame(scan.trace_tails_).assign(param_init_scale=scale)
+        tail["label"] = scan.results_["label"][tail["run"]]
+        results.append(runs)
+        tails.append(tail)
+    return {
+        "results": pd.concat(results, ignore_index=True),
+        "tails": pd.concat(tails, ignore_index=True),
+    }
+
+
+def _colors(artist):
+    return np.asarray(artist.get_facecolors())
+
+
+def test_hue_on_a_numeric_param_column_uses_a_colormap(grid_scan):
+    # Regression (issue 12): hue="param_width" raised (only labels had colours).
+    runs = grid_scan["results"]
+    finite = np.isfinite(runs["lyapunov"]).to_numpy()
+    width = runs["param_width"].to_numpy()[finite]
+    fig, ax = plt.subplots()
+    plot_lyapunov(runs, hue="param_width", ax=ax)
+    (points,) = _by_gid(ax, "points")
+    cmap = sns.color_palette("ch:", as_cmap=True)  # seaborn's numeric default
+    expected = cmap((width - 1.0) / (16.0 - 1.0))
+    assert_allclose(_colors(points), expected, rtol=0, atol=1e-12)
+    texts, handles = _legend(ax)
+    assert texts == ["1", "4", "16"]  # three levels: all of them ("auto")
+    assert ax.get_legend().get_title().get_text() == "width"
+    assert [_handle_color(h) for h in handles] == [
+        tuple(cmap((w - 1.0) / 15.0)) for w in (1, 4, 16)
+    ]
+    # One grey line per width (the other scanned parameter), not a zigzag.
+    lines = _by_gid(ax, "line")
+    assert len(lines) == 3 * 2  # each width at each init scale
+    for line in lines:
+        assert np.all(np.diff(line.get_xdata()) > 0)
+
+
+def test_named_palettes_continuous_and_qualitative(grid_scan):
+    # Regression (issue 12): palette="viridis" raised.
+    runs = grid_scan["results"]
+    width = runs["param_width"].to_numpy()
+    fig, ax = plt.subplots()
+    plot_phase_diagram(
+        runs[runs["param_init_scale"] == 1.0],
+        hue="param_width",
+        palette="viridis",
+        ax=ax,
+    )
+    mesh, colors = _cell_colors(ax)
+    viridis = sns.color_palette("viridis", as_cmap=True)
+    cells = np.sort(np.unique(width))  # rows of the grid: widths 1, 4, 16
+    expected = np.repeat(viridis((cells - 1.0) / 15.0), 6, axis=0)
+    assert_allclose(colors, expected, rtol=0, atol=1e-12)
+    # A qualitative palette makes the numbers categories, one colour each.
+    fig, ax = plt.subplots()
+    plot_lyapunov(runs, hue="param_width", palette="Set2", ax=ax)
+    finite = np.isfinite(runs["lyapunov"]).to_numpy()
+    set2 = dict(zip([1, 4, 16], sns.color_palette("Set2", 3), strict=True))
+    expected = [to_rgba(set2[w]) for w in width[finite]]
+    assert_allclose(_colors(_by_gid(ax, "points")[0]), expected, rtol=0, atol=1e-12)
+    texts, handles = _legend(ax)
+    assert texts == ["1", "4", "16"]
+    assert [_handle_color(h) for h in handles] == [to_rgba(set2[w]) for w in (1, 4, 16)]
+    with pytest.raises(ValueError, match="palette='nope'"):
+        plot_lyapunov(runs, hue="param_width", palette="nope")
+    with pytest.raises(ValueError, match=r"no colour for hue value\(s\) \[16\]"):
+        plot_lyapunov(runs, hue="param_width", palette={1: "r", 4: "b"})
+    with pytest.raises(ValueError, match="hue_norm needs numbers"):
+        plot_lyapunov(runs, hue_norm=(0, 1))
+
+
+def test_label_hue_keeps_the_fixed_colours_in_every_order(grid_scan):
+    runs = grid_scan["tails"]
+    fig, ax = plt.subplots()
+    order = ["chaotic", "converge", "eos"]
+    plot_bifurcation(runs, hue="label", hue_order=order, ax=ax)
+    (points,) = _by_gid(ax, "points")
+    labels = runs["label"].to_numpy()
+    shown = np.isin(labels, order) & np.isfinite(runs["sharpness"]).to_numpy()
+    assert len(points.get_offsets()) == shown.sum()  # hue_order also subsets
+    expected = [to_rgba(LABEL_COLORS[v]) for v in labels[shown]]
+    assert_allclose(_colors(points), expected, rtol=0, atol=1e-12)
+    texts, handles = _legend(ax)
+    assert texts == order
+    assert [_handle_color(h) for h in handles] == [
+        to_rgba(LABEL_COLORS[t]) for t in order
+    ]
+    # A named palette replaces the fixed colours, in the labels' own order.
+    fig, ax = plt.subplots()
+    plot_bifurcation(runs, hue="label", palette="Set2", ax=ax)
+    texts, handles = _legend(ax)
+    assert texts == [v for v in LABELS if v in set(labels)]
+    set2 = sns.color_palette("Set2", len(texts))
+    assert [_handle_color(h) for h in handles] == [to_rgba(c) for c in set2]
+    # A dict overrides one label; the others keep theirs.
+    fig, ax = plt.subplots()
+    plot_bifurcation(runs, hue="label", palette={"eos": "black"}, ax=ax)
+    texts, handles = _legend(ax)
+    assert _handle_color(handles[texts.index("eos")]) == to_rgba("black")
+    assert _handle_color(handles[texts.index("chaotic")]) == to_rgba(
+        LABEL_COLORS["chaotic"]
+    )
+
+
+def test_hue_order_on_numbers_and_legend_modes(grid_scan):
+    # Regression (issue 12): hue_order and legend=False raised.
+    runs = grid_scan["results"]
+    fig, ax = plt.subplots()
+    plot_lyapunov(runs, hue="param_width", hue_order=[16, 1], ax=ax)
+    texts, handles = _legend(ax)
+    assert texts == ["16", "1"]  # categories, in the given order
+    cycle = sns.color_palette(n_colors=2)
+    assert [_handle_color(h) for h in handles] == [to_rgba(c) for c in cycle]
+    widths = runs["param_width"].to_numpy()
+    finite = np.isfinite(runs["lyapunov"]).to_numpy()
+    shown = finite & (widths != 4)
+    assert len(_by_gid(ax, "points")[0].get_offsets()) == shown.sum()
+
+    for plot, kws in [
+        (plot_lyapunov, {}),
+        (plot_phase_diagram, {"y": "param_width"}),
+        (plot_bifurcation, {"hue": "label"}),
+    ]:
+        data = grid_scan["tails" if plot is plot_bifurcation else "results"]
+        data = data[data["param_init_scale"] == 0.5]
+        fig, ax = plt.subplots()
+        plot(data, legend=False, ax=ax, **kws)
+        assert ax.get_legend() is None, plot.__name__
+    # Many numbers: "auto" and "brief" list a few round values, "full" all.
+    counts = {}
+    for legend in ("auto", "brief", "full"):
+        fig, ax = plt.subplots()
+        plot_lyapunov(runs, hue="lyapunov", legend=legend, ax=ax)
+        texts, _ = _legend(ax)
+        counts[legend] = len(texts)
+    assert counts["full"] == len(np.unique(runs["lyapunov"][finite]))
+    assert counts["auto"] == counts["brief"] < counts["full"]
+    with pytest.raises(ValueError, match="legend must be"):
+        plot_lyapunov(runs, legend="some")
+
+
+def test_vectors_for_x_y_and_hue(grid_scan):
+    # Regression (issue 12): an array as x raised.
+    runs = grid_scan["results"]
+    runs = runs[runs["param_init_scale"] == 0.5]
+    finite = np.isfinite(runs["lyapunov"]).to_numpy()
+    c = runs["c"].to_numpy()
+    fig, ax = plt.subplots()
+    plot_lyapunov(runs, x=c, ax=ax)
+    assert_allclose(_by_gid(ax, "points")[0].get_offsets()[:, 0], c[finite])
+    assert ax.get_xlabel() == ""  # an unnamed vector: no label, as in seaborn
+    fig, ax = plt.subplots()
+    plot_lyapunov(runs, x=pd.Series(2 * c, name="twice c"), ax=ax)
+    assert ax.get_xlabel() == "twice c"
+    # Without data, every variable is a vector.
+    exps = runs["lyapunov"].to_numpy()
+    fig, ax = plt.subplots()
+    plot_lyapunov(x=c, y=exps, hue=runs["label"].to_list(), ax=ax)
+    (points,) = _by_gid(ax, "points")
+    assert_allclose(points.get_offsets(), np.column_stack([c, exps])[finite])
+    expected = [to_rgba(LABEL_COLORS[v]) for v in runs["label"][finite]]
+    assert_allclose(_colors(points), expected, rtol=0, atol=1e-12)
+    assert ax.get_legend().get_title().get_text() == ""
+    fig, ax = plt.subplots()
+    plot_sharpness(x=np.arange(5), y=np.linspace(1, 2, 5), learning_rate=1.0, ax=ax)
+    assert_array_equal(_by_gid(ax, "sharpness")[0].get_xdata(), np.arange(5))
+    with pytest.raises(ValueError, match="x has 3 values but data has 18 rows"):
+        plot_lyapunov(runs, x=[1.0, 2.0, 3.0])
+    with pytest.raises(ValueError, match="hue must be a column name or a 1-D"):
+        plot_lyapunov(runs, hue=np.zeros((18, 2)))
+    with pytest.raises(ValueError, match="could not interpret hue='colour'"):
+        plot_lyapunov(runs, hue="colour")
+    with pytest.raises(ValueError, match="could not interpret x='learning_rate'"):
+        plot_lyapunov(y=exps)
+    X, y = _one_example()
+    uv = UVRegressor(4, learning_rate=0.5, max_iter=5, random_state=0).fit(X, y)
+    with pytest.raises(ValueError, match="one run"):
+        plot_sharpness(uv, hue="learning_rate")
+
+
+def test_plot_sharpness_palette_hue_order_and_no_legend():
+    frame = pd.DataFrame(
+        {
+            "step": np.tile(np.arange(5), 3),
+            "sharpness": np.linspace(1, 2, 15),
+            "learning_rate": 0.5,
+            "optimizer": np.repeat(["gd", "momentum", "adam"], 5),
+        }
+    )
+    fig, ax = plt.subplots()
+    order = ["adam", "gd"]
+    plot_sharpness(frame, hue="optimizer", hue_order=order, palette="dark", ax=ax)
+    lines = _by_gid(ax, "sharpness")
+    dark = sns.color_palette("dark", 2)
+    assert [to_rgba(line.get_color()) for line in lines] == [to_rgba(c) for c in dark]
+    assert_array_equal(lines[0].get_ydata(), frame["sharpness"][10:])  # adam
+    texts, _ = _legend(ax)
+    assert texts[:2] == ["optimizer = adam", "optimizer = gd"]
+    fig, ax = plt.subplots()
+    plot_sharpness(frame, hue="optimizer", legend=False, ax=ax)
+    assert ax.get_legend() is None
+
+
+def test_facetgrid_map_dataframe(grid_scan):
+    # Regression (issue 12): map_dataframe(plot_lyapunov) failed on color.
+    runs = grid_scan["results"]
+    g = sns.FacetGrid(runs, col="param_init_scale")
+    g.map_dataframe(plot_lyapunov, x="learning_rate", y="lyapunov")
+    for ax, (scale, part) in zip(
+        g.axes.flat, runs.groupby("param_init_scale"), strict=True
+    ):
+        (points,) = _by_gid(ax, "points")
+        part = part[np.isfinite(part["lyapunov"])]
+        assert len(points.get_offsets()) == len(part), scale
+        expected = [to_rgba(LABEL_COLORS[v]) for v in part["label"]]
+        assert_allclose(_colors(points), expected, rtol=0, atol=1e-12)
+    # Without hue, FacetGrid's colour colours the points.
+    g = sns.FacetGrid(runs, col="param_width")
+    g.map_dataframe(plot_lyapunov, hue=None, color="C3")
+    for ax in g.axes.flat:
+        assert np.all(_colors(_by_gid(ax, "points")[0]) == to_rgba("C3"))
+    g = sns.FacetGrid(grid_scan["tails"], row="param_init_scale", col="param_width")
+    g.map_dataframe(plot_bifurcation)
+    assert all(len(_by_gid(ax, "points")) == 1 for ax in g.axes.flat)
+    g = sns.FacetGrid(runs, col="param_init_scale")
+    g.map_dataframe(plot_phase_diagram, y="param_width")
+    assert all(_by_gid(ax, "phases") for ax in g.axes.flat)
+
+
+def test_scanplot_facets_by_the_parameter_columns(grid_scan, tmp_path):
+    runs = grid_scan["results"]
+    g = scanplot(runs, col="param_init_scale", height=2)
+    assert isinstance(g, sns.FacetGrid)
+    assert g.axes.shape == (1, 2)
+    assert [ax.get_title() for ax in g.axes.flat] == [
+        "init_scale = 0.5",
+        "init_scale = 1.0",
+    ]
+    # Each panel is the phase diagram of its runs: eta x width.
+    for ax, (_, part) in zip(
+        g.axes.flat, runs.groupby("param_init_scale"), strict=True
+    ):
+        mesh, colors = _cell_colors(ax)
+        assert mesh.get_array().shape == (3, 6)
+        expected = [to_rgba(LABEL_COLORS[v]) for v in part["label"]]
+        assert_allclose(colors, expected, rtol=0, atol=1e-12)
+        assert ax.get_legend() is None  # one legend, for the figure
+    assert g.axes[0, 0].get_ylabel() == "width"
+    assert g.axes[0, 1].get_ylabel() == ""  # inner panels, as in relplot
+    assert g.axes[0, 0].get_xlabel() == r"learning rate $\eta$"
+    legend_texts = [t.get_text() for t in g.legend.get_texts()]
+    assert legend_texts == [v for v in LABELS if v in set(runs["label"])]
+    g.savefig(tmp_path / "scanplot.png", dpi=50)
+
+    # Rows and columns, and a numeric hue with one colour scale for all panels.
+    g = scanplot(
+        runs,
+        kind="lyapunov",
+        row="param_init_scale",
+        col="param_width",
+        hue="learning_rate",
+        palette="viridis",
+        height=1.5,
+    )
+    assert g.axes.shape == (2, 3)
+    assert g.axes[1, 2].get_title() == "init_scale = 1.0 | width = 16"
+    viridis = sns.color_palette("viridis", as_cmap=True)
+    for ax in g.axes.flat:
+        (points,) = _by_gid(ax, "points")
+        eta = points.get_offsets()[:, 0]
+        assert_allclose(_colors(points), viridis((eta - 0.5) / 1.5), atol=1e-12)
+    assert [t.get_text() for t in g.legend.get_texts()] == [
+        "0.5",
+        "0.8",
+        "1.1",
+        "1.4",
+        "1.7",
+        "2",
+    ]
+    # Wrapped columns; the tails of each run for a bifurcation diagram.
+    g = scanplot(
+        grid_scan["tails"],
+        kind="bifurcation",
+        col="param_width",
+        col_wrap=2,
+        hue="label",
+        height=1.5,
+    )
+    assert g.axes.shape == (3,)
+    assert [ax.get_title() for ax in g.axes] == ["width = 1", "width = 4", "width = 16"]
+    assert g.axes[0].get_ylabel() == r"$\eta\,\lambda^{\mathrm{H}}$"
+    # Tidy traces, one line per run coloured by its learning rate.
+    tails = grid_scan["tails"]
+    tails = tails[tails["param_init_scale"] == 0.5]
+    g = scanplot(
+        tails, kind="sharpness", col="param_width", hue="learning_rate", height=1.5
+    )
+    for ax, (_, part) in zip(g.axes.flat, tails.groupby("param_width"), strict=True):
+        assert len(_by_gid(ax, "sharpness")) == part["learning_rate"].nunique()
+    texts = [t.get_text() for t in g.legend.get_texts()]
+    etas = np.unique(tails["learning_rate"])
+    assert texts[: len(etas)] == [f"learning_rate = {eta:g}" for eta in etas]
+
+
+def test_scanplot_of_a_fitted_scan_and_bad_input(grid_scan):
+    X, y = _one_example()
+    scan = LearningRateScan(
+        UVRegressor(max_iter=200, random_state=3),
+        learning_rates=[0.5, 0.9, 1.1, 1.3],
+        lr_units="critical",
+        param_name="width",
+        param_values=[1, 4, 16],
+        progress=False,
+    ).fit(X, y)
+    assert np.all(scan.labels_[2] == "diverge")  # width 16: no tail at all
+    g = scanplot(scan, kind="bifurcation", col="param_width", hue="label")
+    assert g.axes.shape == (1, 3)  # still a panel for width 16, empty
+    assert g.axes[0, 2].get_title() == "width = 16"
+    assert _by_gid(g.axes[0, 2], "points") == []
+    assert g.axes[0, 0].get_xlabel() == r"$\eta\,/\,\eta_c$"  # the scan's units
+    points = [_by_gid(ax, "points")[0] for ax in g.axes.flat[:2]]
+    assert sum(len(p.get_offsets()) for p in points) == len(scan.trace_tails_["run"])
+    # No finite exponent in a panel: it stays empty (alone, plot_lyapunov says why).
+    g = scanplot(scan, kind="lyapunov", col="param_width")
+    assert [len(_by_gid(ax, "points")) for ax in g.axes.flat] == [1, 1, 0]
+    runs = grid_scan["results"]
+    with pytest.raises(ValueError, match="kind must be one of"):
+        scanplot(runs, kind="scatter")
+    with pytest.raises(ValueError, match="could not interpret col='param_depth'"):
+        scanplot(runs, col="param_depth")
+    with pytest.raises(ValueError, match="2 parameter columns.*pass y="):
+        scanplot(runs)  # two parameter axes and no facet: which one is y?
+    with pytest.raises(ValueError, match="pass y="):
+        plot_phase_diagram(runs)
+    with pytest.raises(TypeError, match="takes no ax"):
+        scanplot(runs, col="param_width", ax=plt.gca())
+    with pytest.raises(TypeError, match="kind='bifurcation'"):
+        scanplot(scan, kind="sharpness")
