@@ -1019,6 +1019,23 @@ def plot_bifurcation(
     return ax
 
 
+def _snap(values, rtol=1e-9):
+    """``values`` with near-equal ones (within ``rtol``) made equal.
+
+    A grid converted to other units (``eta / eta_c`` of ``eta = r eta_c``)
+    comes back within rounding of itself, differently on each row; one grid
+    column per value, not one per rounding.
+    """
+    values = np.asarray(values, dtype=float)
+    order = np.argsort(values, kind="stable")
+    v = values[order]
+    new = np.ones(v.size, dtype=bool)
+    new[1:] = np.diff(v) > rtol * np.maximum(np.abs(v[1:]), np.abs(v[:-1]))
+    out = np.empty_like(values)
+    out[order] = v[np.flatnonzero(new)[np.cumsum(new) - 1]]
+    return out
+
+
 def _cell_edges(values, log):
     """Edges of the cells centred on sorted unique ``values``."""
     v = np.log(values) if log else np.asarray(values, dtype=float)
@@ -1197,6 +1214,7 @@ def plot_phase_diagram(
         kwargs["cmap"] = ListedColormap(list(hue_map.lookup.values()) or ["w"])
         kwargs["norm"] = BoundaryNorm(np.arange(n + 1) - 0.5, max(n, 1))
     kwargs.pop("color", None)
+    xv, yv = _snap(xv), _snap(yv)
     xs, ys = np.unique(xv), np.unique(yv)
     grid = np.full((len(ys), len(xs)), np.nan)
     grid[np.searchsorted(ys, yv), np.searchsorted(xs, xv)] = cell_values

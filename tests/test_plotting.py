@@ -1143,3 +1143,29 @@ def test_scanplot_of_a_fitted_scan_and_bad_input(grid_scan):
         scanplot(runs, col="param_width", ax=plt.gca())
     with pytest.raises(TypeError, match="kind='bifurcation'"):
         scanplot(scan, kind="sharpness")
+
+
+def test_phase_diagram_cells_survive_unit_rounding():
+    # Regression: eta / eta_c (or eta * lambda_H0) of a grid differs from the
+    # grid by rounding, differently per row, which split columns into slivers
+    # and left blank cells.
+    from sharpsk.plotting import _snap
+
+    grid = np.linspace(0.1, 3.0, 12)
+    rows = np.concatenate([grid * (1 + 1e-15), grid * (1 - 1e-15)])
+    snapped = _snap(rows)
+    assert np.unique(snapped).size == 12
+    assert_allclose(snapped[:12], grid, rtol=1e-14)
+    assert np.unique(_snap(np.array([1.0, 1.0 + 1e-6]))).size == 2
+    frame = pd.DataFrame(
+        {
+            "learning_rate": rows,
+            "param_width": np.repeat([2, 4], 12),
+            "label": ["converge"] * 24,
+        }
+    )
+    ax = plot_phase_diagram(frame, y="param_width")
+    mesh = ax.collections[0]
+    cells = mesh.get_array()
+    assert cells.size == 24 and cells.count() == 24  # 2 x 12, none blank
+    plt.close("all")
