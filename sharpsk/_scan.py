@@ -228,9 +228,12 @@ class LearningRateScan(MetaEstimatorMixin, BaseEstimator):
     orbit around ``2 / eta``, or hovering at the edge of stability),
     ``"periodic"``, ``"chaotic"`` or ``"diverge"``.  Runs are independent and
     run in parallel with joblib (any backend, including Dask through
-    ``joblib.parallel_config(backend="dask")``); a single-example
-    :class:`~sharpsk.UVRegressor` is instead iterated for all learning rates
-    at once by a vectorised kernel of its exact function-space map.
+    ``joblib.parallel_config(backend="dask")``); estimators offering a
+    batched engine have blocks of runs advanced together as stacked arrays
+    instead (a single-example :class:`~sharpsk.UVRegressor` by its exact
+    function-space map, a small full-batch :class:`~sharpsk.MLPRegressor` or
+    :class:`~sharpsk.MLPClassifier` by stacked matrix products), with
+    identical numbers.  See the user guide's "Large scans".
 
     Parameters
     ----------
@@ -268,10 +271,13 @@ default=None
         parameter (integers stay integers) and a ``params`` column.  A
         ``random_state`` entry gives the runs' seeds.
     engine : {"auto", "batched", "per_run"}, default="auto"
-        ``"batched"`` runs the vectorised UV kernel (single-example
-        :class:`~sharpsk.UVRegressor` with ``engine`` ``"auto"`` or
-        ``"function"``); ``"per_run"`` fits one clone per run; ``"auto"`` picks
-        ``"batched"`` when possible.  Both give identical numbers.
+        ``"batched"`` advances blocks of runs together with the estimator's
+        batched engine (single-example :class:`~sharpsk.UVRegressor`;
+        full-batch MLPs trained by ``"gd"``, ``"momentum"`` or
+        ``"nesterov"``); ``"per_run"`` fits one clone per run; ``"auto"``
+        picks ``"batched"`` where the estimator says it pays (always for the
+        UV map; small MLPs with sparse records).  Both give identical
+        numbers.
     tail : int, default=None
         Number of final records labelled; ``None`` uses the rule of
         :func:`~sharpsk.classify_run` (the last quarter of the run, at least
@@ -785,7 +791,9 @@ default=None
                 "engine='batched' needs an estimator offering a batched engine "
                 "for every run (UVRegressor on a single example with optimizer="
                 "'gd', a constant learning_rate and engine 'auto' or 'function'; "
-                "MLPRegressor or MLPClassifier trained by full-batch 'gd'); got "
+                "MLPRegressor or MLPClassifier trained on the full batch by 'gd', "
+                "'momentum' or 'nesterov', with k=1, compute_lyapunov=False and "
+                "verbose=0); got "
                 f"{type(self.estimator).__name__} on {X.shape[0]} samples. Use "
                 "engine='per_run'."
             )
