@@ -250,8 +250,11 @@ class Point:
     ``gradient()`` and ``hvp(v)`` return flat arrays and may share cached
     passes.  Optional, returning None when not offered:
     ``gauss_newton(v)`` (Gauss-Newton product; its top eigenvalue is the NTK
-    one), ``sharpness()`` and ``ntk()`` (closed forms), ``extras()`` (a dict
-    of further scalars to record, e.g. ``{"residual": ...}``).
+    one), ``hvp32(v)`` (``hvp`` in float32 arithmetic, float64 in and out:
+    the sharpness trackers use it when ``sharpness_tol >= 1e-5``, see
+    :meth:`~sharpsk._sharpness.TopEigenTracker.update`), ``sharpness()`` and
+    ``ntk()`` (closed forms), ``extras()`` (a dict of further scalars to
+    record, e.g. ``{"residual": ...}``).
     """
 
     loss = np.nan
@@ -264,6 +267,7 @@ class Point:
         raise NotImplementedError
 
     gauss_newton = None
+    hvp32 = None
 
     def sharpness(self):
         return None
@@ -481,8 +485,8 @@ def train(
         if compute_lyapunov and (tangent is None or tangent.size != n_state):
             tangent = _initial_tangent(rng_tangent, n_state)
 
-        def track(kind, matvec):
-            res = trackers[kind].update(matvec, model.n_params)
+        def track(kind, matvec, matvec32=None):
+            res = trackers[kind].update(matvec, model.n_params, matvec32=matvec32)
             return res.eigenvalue, res.n_hvp, res.converged
 
         def measure(t, theta, point):
@@ -505,7 +509,7 @@ def train(
             elif finite:
                 closed = mpoint.sharpness()
                 if closed is None:
-                    sharp, n_hvp, conv = track("hessian", mpoint.hvp)
+                    sharp, n_hvp, conv = track("hessian", mpoint.hvp, mpoint.hvp32)
                 else:
                     sharp, conv = closed, True
             traces["sharpness"].append(sharp)
@@ -521,8 +525,11 @@ def train(
                     # P of the step taken from here (full-batch gradient)
                     P = optimizer.preconditioner(opt_state, point.gradient())
                     d = 1.0 / np.sqrt(P)
+                    hvp32 = mpoint.hvp32
                     value, extra, _ = track(
-                        "preconditioned", lambda v: d * mpoint.hvp(d * v)
+                        "preconditioned",
+                        lambda v: d * mpoint.hvp(d * v),
+                        None if hvp32 is None else lambda v: d * hvp32(d * v),
                     )
                     n_hvp += extra
                 traces["preconditioned"].append(value)

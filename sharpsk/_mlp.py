@@ -25,7 +25,13 @@ from numbers import Integral, Real
 import autograd.numpy as anp
 import numpy as np
 from scipy.special import expit, log_expit, log_softmax, softmax
-from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, _fit_context
+from sklearn.base import (
+    BaseEstimator,
+    ClassifierMixin,
+    RegressorMixin,
+    _fit_context,
+    clone,
+)
 from sklearn.utils import check_random_state
 from sklearn.utils._available_if import available_if
 from sklearn.utils._param_validation import Hidden, Interval, StrOptions
@@ -42,13 +48,49 @@ from ._base import (
     store_run,
     warn_divergence,
 )
-from ._engine import Model, Point, draw_streams, train
+from ._engine import BatchedEngine, Model, Point, draw_streams, train
 from ._losses import get_loss
 from ._parameterization import resolve_parameterization
 
 __all__ = ["MLPClassifier", "MLPRegressor"]
 
 ACTIVATIONS = ("identity", "logistic", "tanh", "relu")
+
+# Parameters the batched engine of a scan accounts for (``batched_engine``):
+# an estimator with any other returns None, so that a new option of the
+# per-run engine is never silently ignored by the batched one.
+_BATCHED_PARAMETERS = frozenset(
+    {
+        "hidden_layer_sizes",
+        "loss",
+        "activation",
+        "fit_intercept",
+        "learning_rate",
+        "lr_units",
+        "max_iter",
+        "batch_size",
+        "parameterization",
+        "init_scale",
+        "record_every",
+        "sharpness_tol",
+        "sharpness_batch_size",
+        "compute_ntk",
+        "compute_lyapunov",
+        "optimizer",
+        "momentum",
+        "beta_1",
+        "beta_2",
+        "epsilon",
+        "warm_start",
+        "blas_threads",
+        "k",
+        "random_state",
+        "verbose",
+        "sharpness_every",
+    }
+)
+# Runs per batched kernel call of a scan (its unit of caching and progress).
+_BATCHED_MAX_BLOCK = 64
 
 
 # --------------------------------------------------------------------------
@@ -337,7 +379,94 @@ def mlp_gradient(point):
     return point["grads"]
 
 
-def mlp_hvp(point, vecs, *, gauss_newton=False):
+def _cast(src, dst, dtype):
+    """``src`` in ``dtype``, written into ``dst`` when it has the shape."""
+    if dst is None or dst.shape != src.shape:
+        return src.astype(dtype)
+    np.copyto(dst, src, casting="same_kind")
+    return dst
+
+
+def _hvp_arrays(point, dtype, gauss_newton, buffers=None):
+    """What the R-passes read from a point, in ``dtype``.
+
+    float64: the stored arrays themselves.  float32: copies made on the first
+    product at the point (the multipliers stay Python floats, which keep
+    float32 arrays float32) and the curvature terms computed in float32; kept
+    on the point, or with ``buffers`` (a dict shared by the points of one
+    network, see :func:`mlp_matvec`) written into the arrays of the previous
+    point, and made again when another point has used them since.
+    """
+    _backward(point)
+    if dtype == np.float64:
+        return {
+            "layers": point["layers"],
+            "hs": point["hs"],
+            "deltas": point["deltas"],
+            "derivs": point["derivs"],
+            "curvature": None if gauss_newton else _curvature_terms(point),
+            "prediction": point["prediction"],
+        }
+    key = f"arrays_{np.dtype(dtype).name}"
+    if buffers is None:
+        store, token = point, None
+    else:
+        # a token object, not id(point): ids are reused after collection
+        store, token = buffers, point.setdefault("token", object())
+    if key not in store or (token is not None and store["owner"] is not token):
+        old = store.get(key) or {"layers": [], "hs": [], "deltas": [], "derivs": {}}
+        old_layers = old["layers"] + [(None, 0, None, 0)] * len(point["layers"])
+        old_hs = old["hs"] + [None] * len(point["hs"])
+        old_deltas = old["deltas"] + [None] * len(point["deltas"])
+        store[key] = {
+            "layers": [
+                (
+                    _cast(W, oW, dtype),
+                    m_w,
+                    None if b is None else _cast(b, ob, dtype),
+                    m_b,
+                )
+                for (W, m_w, b, m_b), (oW, _, ob, _) in zip(
+                    point["layers"], old_layers, strict=False
+                )
+            ],
+            "hs": [
+                _cast(h, o, dtype) for h, o in zip(point["hs"], old_hs, strict=False)
+            ],
+            "deltas": [
+                _cast(d, o, dtype)
+                for d, o in zip(point["deltas"], old_deltas, strict=False)
+            ],
+            "derivs": {
+                i: None if d is None else _cast(d, old["derivs"].get(i), dtype)
+                for i, d in point["derivs"].items()
+            },
+            "old_curvature": old.get("curvature") or old.get("old_curvature"),
+            "curvature": None,
+            "prediction": point["prediction"].astype(dtype),
+        }
+        store["owner"] = token
+    arrays = store[key]
+    if not gauss_newton and arrays["curvature"] is None:
+        terms, old = {}, arrays.pop("old_curvature", None) or {}
+        for i, d1 in arrays["derivs"].items():
+            if point["activation"] not in ("tanh", "logistic"):  # sigma'' = 0
+                terms[i] = None
+                continue
+            g = _cast(point["gs"][i], old.get(i), dtype)
+            # g * sigma'' in place (sigma'' from the float32 h and sigma')
+            if point["activation"] == "tanh":
+                g *= arrays["hs"][i]
+                g *= d1
+                g *= -2.0
+            else:
+                g *= _second_derivative(point["activation"], arrays["hs"][i], d1)
+            terms[i] = g
+        arrays["curvature"] = terms
+    return arrays
+
+
+def mlp_hvp(point, vecs, *, gauss_newton=False, dtype=None):
     """Hessian-vector product at a point (Pearlmutter's R-operator).
 
     One forward R-pass propagates the directional derivatives of the
@@ -358,11 +487,17 @@ def mlp_hvp(point, vecs, *, gauss_newton=False):
         squared error).  Its top eigenvalue is that of the NTK Gram matrix
         ``J J^T / n_samples`` for the squared error, of ``H_out^(1/2) J J^T
         H_out^(1/2)`` in general.
+    dtype : {None, numpy.float64, numpy.float32}, default=None
+        Precision of the R-passes; None is float64.  float32 runs them on
+        float32 copies of the stored passes (made on the first such product at
+        the point and kept on it) and returns float32 arrays: about 2.5 times
+        faster on a 64-256-256-10 network, with relative errors of order
+        ``1e-7`` in each entry.  The stored passes stay float64.
 
     Returns
     -------
     hvp : list of ndarray
-        ``H v`` (or ``G v``), same shapes as ``params``.
+        ``H v`` (or ``G v``), same shapes as ``params``, in ``dtype``.
 
     Examples
     --------
@@ -373,12 +508,49 @@ def mlp_hvp(point, vecs, *, gauss_newton=False):
     >>> mlp_hvp(pt, [np.array([[1.0], [0.0]])])  # linear model: H = X^T X
     [array([[1.],
            [2.]])]
+    >>> mlp_hvp(pt, [np.array([[1.0], [0.0]])], dtype=np.float32)[0].dtype
+    dtype('float32')
     """
-    _backward(point)
-    layers, hs = point["layers"], point["hs"]
-    deltas, derivs = point["deltas"], point["derivs"]
-    curvature = None if gauss_newton else _curvature_terms(point)
+    dtype = _check_hvp_dtype(dtype)
+    if dtype != np.float64:
+        vecs = [np.asarray(v, dtype=dtype) for v in vecs]
+    return _r_operator(point, vecs, gauss_newton, dtype)
+
+
+def _r_operator(point, vecs, gauss_newton, dtype, buffers=None, out=None):
+    """The R-passes of :func:`mlp_hvp` (``vecs`` already in ``dtype``).
+
+    ``buffers``: a dict of reused arrays for the temporaries (None: new ones),
+    ``out``: arrays shaped like the parameters to write the product into
+    (None: new ones).  Both change where values are written, not how they
+    are computed.  Reusing memory matters: a new 1 MB temporary is fresh
+    pages from the system, and faulting them in cost as much as the float32
+    products themselves (11.8 vs 8.7 ms per product on a 64-256-256-10
+    network).
+    """
+    arrays = _hvp_arrays(point, dtype, gauss_newton, buffers)
+    layers, hs = arrays["layers"], arrays["hs"]
+    deltas, derivs = arrays["deltas"], arrays["derivs"]
+    curvature = arrays["curvature"]
     n_layers = len(layers)
+
+    def mm(a, b, key):
+        if buffers is None:
+            return a @ b
+        shape = (a.shape[0], b.shape[1])
+        buf = buffers.get(key)
+        if buf is None or buf.shape != shape:
+            buf = buffers[key] = np.empty(shape, dtype=dtype)
+        return np.matmul(a, b, out=buf)
+
+    def mul(a, b, key):
+        if buffers is None:
+            return a * b
+        buf = buffers.get(key)
+        if buf is None or buf.shape != a.shape:
+            buf = buffers[key] = np.empty(a.shape, dtype=dtype)
+        return np.multiply(a, b, out=buf)
+
     # Split the direction like the parameters.
     dirs, j = [], 0
     for _, _, b, _ in layers:
@@ -388,9 +560,9 @@ def mlp_hvp(point, vecs, *, gauss_newton=False):
     rhs, rzs, rh = [None] * n_layers, [None] * n_layers, None
     for i, (W, m_w, _, m_b) in enumerate(layers):
         V, u = dirs[i]
-        rz = hs[i] @ V
+        rz = mm(hs[i], V, ("rz", i))
         if rh is not None:
-            rz += rh @ W
+            rz += mm(rh, W, ("rhW", i))
         if m_w != 1.0:
             rz *= m_w
         if u is not None:
@@ -398,36 +570,56 @@ def mlp_hvp(point, vecs, *, gauss_newton=False):
         rzs[i] = rz
         if i < n_layers - 1:
             d1 = derivs[i + 1]
-            rh = rz if d1 is None else d1 * rz
+            rh = rz if d1 is None else mul(d1, rz, ("rh", i + 1))
             rhs[i + 1] = rh
     # Backward R-pass, from the output Hessian acting on R f.
-    rdelta = point["loss_function"].hessian_action(point["prediction"], rzs[-1])
-    out = []
+    rdelta = point["loss_function"].hessian_action(arrays["prediction"], rzs[-1])
+    result, j = [], len(vecs)
     for i in range(n_layers - 1, -1, -1):
         W, m_w, b, m_b = layers[i]
         V, _ = dirs[i]
-        rgW = hs[i].T @ rdelta
+        j -= 1 if b is None else 2
+        if out is None:
+            rgW = hs[i].T @ rdelta
+        else:
+            rgW = np.matmul(hs[i].T, rdelta, out=out[j])
         if i > 0 and not gauss_newton:
-            rgW += rhs[i].T @ deltas[i]
+            rgW += mm(rhs[i].T, deltas[i], ("rhsT", i))
         if m_w != 1.0:
             rgW *= m_w
-        out = ([rgW] if b is None else [rgW, m_b * rdelta.sum(axis=0)]) + out
+        if b is None:
+            result = [rgW] + result
+        elif out is None:
+            result = [rgW, m_b * rdelta.sum(axis=0)] + result
+        else:
+            rgb = np.sum(rdelta, axis=0, out=out[j + 1])
+            rgb *= m_b
+            result = [rgW, rgb] + result
         if i > 0:
-            rg = rdelta @ W.T
+            rg = mm(rdelta, W.T, ("rg", i))
             if not gauss_newton:
-                rg += deltas[i] @ V.T
+                rg += mm(deltas[i], V.T, ("dVT", i))
             if m_w != 1.0:
                 rg *= m_w
             if derivs[i] is not None:
                 rg *= derivs[i]
             if not gauss_newton and curvature[i] is not None:
                 # (g sigma'') Rz, as ((g * sigma'') * Rz) before: same rounding
-                rg += curvature[i] * rzs[i - 1]
+                rg += mul(curvature[i], rzs[i - 1], ("curv", i))
             rdelta = rg
-    return out
+    return result
 
 
-def mlp_matvec(point, *, gauss_newton=False):
+def _check_hvp_dtype(dtype):
+    if dtype is None:
+        return np.float64
+    dtype = np.dtype(dtype).type
+    if dtype not in (np.float64, np.float32):
+        raise ValueError(f"dtype must be None, float64 or float32, got {dtype!r}.")
+    return dtype
+
+
+def mlp_matvec(point, *, gauss_newton=False, dtype=None, buffers=None):
     """Flat Hessian (or Gauss-Newton) matvec at a point, for eigensolvers.
 
     Parameters
@@ -436,6 +628,16 @@ def mlp_matvec(point, *, gauss_newton=False):
         From :func:`mlp_point`.
     gauss_newton : bool, default=False
         See :func:`mlp_hvp`.
+    dtype : {None, numpy.float64, numpy.float32}, default=None
+        Precision of the products, see :func:`mlp_hvp`; the matvec takes and
+        returns float64 vectors whatever it is.
+    buffers : dict, default=None
+        float32 only: where the matvec keeps its float32 copies of the point
+        and its temporaries (None: a new dict).  Pass the same dict for the
+        successive points of one network (as :class:`MLPModel` does) and no
+        product allocates memory after the first point; a matvec whose point
+        is not the last one to use the dict copies its point in again.  Not
+        for matvecs running at the same time (threads).
 
     Returns
     -------
@@ -455,17 +657,38 @@ def mlp_matvec(point, *, gauss_newton=False):
     >>> matvec(np.array([0.0, 1.0]))
     array([2., 4.])
     """
+    dtype = _check_hvp_dtype(dtype)
     shapes = [p.shape for p in point["params"]]
     bounds = np.cumsum([0] + [int(np.prod(s)) for s in shapes])
 
-    def matvec(v):
-        vecs = [
-            v[a:b].reshape(s)
+    def views(flat):
+        return [
+            flat[a:b].reshape(s)
             for a, b, s in zip(bounds[:-1], bounds[1:], shapes, strict=True)
         ]
-        return np.concatenate(
-            [h.ravel() for h in mlp_hvp(point, vecs, gauss_newton=gauss_newton)]
-        )
+
+    if dtype == np.float64:
+
+        def matvec(v):
+            out = mlp_hvp(point, views(v), gauss_newton=gauss_newton)
+            return np.concatenate([h.ravel() for h in out])
+
+        return matvec, int(bounds[-1])
+
+    # float32: the direction, the temporaries and the product in buffers kept
+    # by the matvec (the returned float64 vector is new)
+    buffers = {} if buffers is None else buffers
+    size = int(bounds[-1])
+    for key in ("flat_in", "flat_out"):
+        if buffers.get(key) is None or buffers[key].shape != (size,):
+            buffers[key] = np.empty(size, dtype)
+    flat_in, flat_out = buffers["flat_in"], buffers["flat_out"]
+    vecs, out = views(flat_in), views(flat_out)
+
+    def matvec(v):
+        np.copyto(flat_in, v, casting="unsafe")
+        _r_operator(point, vecs, gauss_newton, dtype, buffers, out)
+        return flat_out.astype(np.float64)
 
     return matvec, int(bounds[-1])
 
@@ -521,7 +744,14 @@ _PARAMETERS_DOC = """fit_intercept : bool, default=True
         Record the loss and measure the sharpness every ``record_every``
         steps (the first and the last step are always recorded).
     sharpness_tol : float, default=1e-6
-        Relative tolerance of the Lanczos eigensolver.
+        Relative tolerance of the Lanczos eigensolver.  From ``1e-5`` up, the
+        Hessian-vector products of the sharpness (and preconditioned
+        sharpness) measurements are computed in float32, the Rayleigh-Ritz
+        step staying in float64: about 2.5 times faster per product, the
+        eigenvalue moved by about ``1e-8`` (relative), which a float64
+        product checks every 100 measurements (see
+        :meth:`~sharpsk._sharpness.TopEigenTracker.update`).  Below ``1e-5``,
+        and for the NTK and Lyapunov products, float64.
     sharpness_batch_size : int or None, default=None
         None: the sharpness is that of the full training loss.  An int: that
         of the loss on a fixed measurement batch, the first
@@ -783,6 +1013,93 @@ class _BaseMLP(HessianMixin, BaseEstimator):
         )
         return model, state["run"]["theta"]
 
+    def batched_engine(self, X, y):
+        """Scan protocol: this configuration's batched engine, or None.
+
+        Full-batch training by ``"gd"``, ``"momentum"`` or ``"nesterov"``
+        tracking one eigenvalue (``k=1``), without Lyapunov tangent, from a
+        fresh initialization: :class:`LearningRateScan` then trains all its
+        runs of one architecture at once, with the numbers of one fit per
+        run (:func:`sharpsk._mlp_batched.mlp_batched_runs`).  The step size
+        is the scan's (the kernel's ``eta``), so ``learning_rate`` and
+        ``lr_units`` play no part; ``compute_ntk`` neither (the scan does not
+        read the NTK, so it is not measured).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Training inputs of the scan.
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+            Targets.
+
+        Returns
+        -------
+        engine : BatchedEngine or None
+            ``kernel`` (a module-level function); ``state``: ``theta0``, this
+            run's initial parameters (the seed's, ``init_scale``'s), and
+            ``measure_rows``, its measurement batch, with
+            ``sharpness_batch_size``; ``key``: the static arguments (data,
+            architecture, multipliers, loss, schedule, tolerance) as ``(name,
+            value)`` pairs; ``auto`` is True only for small networks with
+            ``record_every >= 10``, where it was measured to be faster (see
+            the user guide's scan protocol page).
+        """
+        # (imported here: the kernel module builds on this one)
+        from ._mlp_batched import FrozenArray, batched_pays, mlp_batched_runs
+
+        params = self.get_params()
+        if (
+            not set(params) <= _BATCHED_PARAMETERS
+            or self.optimizer not in ("gd", "momentum", "nesterov")
+            or self.compute_lyapunov
+            or self.k != 1
+            or self.verbose
+            or params.get("sharpness_every", "deprecated") != "deprecated"
+            or (self.warm_start and hasattr(self, "_engine_state"))
+        ):
+            return None
+        probe = clone(self)  # validation sets attributes: not on self
+        probe._validate_params()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            X, Y, loss = probe._validate_input(X, y, reset=True)
+        n_samples = X.shape[0]
+        if self.batch_size is not None and self.batch_size < n_samples:
+            return None
+        rng = check_random_state(self.random_state)
+        weights, mults, _ = probe._initialize(X.shape[1], Y.shape[1], rng)
+        state = {"theta0": np.concatenate([w.ravel() for w in weights])}
+        size = self.sharpness_batch_size
+        if size is not None and size < n_samples:  # as in _fit
+            rng_measure = draw_streams(rng)[0]
+            state["measure_rows"] = np.sort(rng_measure.permutation(n_samples)[:size])
+        else:
+            size = None
+        shapes = tuple(tuple(w.shape) for w in weights)
+        key = (
+            ("X", FrozenArray(X)),
+            ("Y", FrozenArray(Y)),
+            ("shapes", shapes),
+            ("multipliers", tuple(mults)),
+            ("activation", self.activation),
+            ("loss", loss),
+            ("optimizer", self.optimizer),
+            ("momentum", float(self.momentum)),
+            ("max_iter", int(self.max_iter)),
+            ("record_every", int(self.record_every)),
+            ("sharpness_tol", float(self.sharpness_tol)),
+            ("sharpness_batch_size", size),
+            ("blas_threads", self.blas_threads),
+            ("n_input_warnings", len(caught)),
+        )
+        return BatchedEngine(
+            kernel=mlp_batched_runs,
+            state=state,
+            key=key,
+            max_block=_BATCHED_MAX_BLOCK,
+            auto=batched_pays(n_samples, [sh[-1] for sh in shapes], self.record_every),
+        )
+
     def _coordinate_scale(self, shapes, scalings):
         """``sqrt(lr_scale)`` of every trained coordinate (see Notes)."""
         roots = (
@@ -907,7 +1224,12 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     takes on average 6.4 products before the edge of stability and 10.6 at
     it with the default ``sharpness_tol=1e-6``, and 3.9 and 5.7 at 1e-4: at
     the edge several eigenvalues near ``2 / eta`` swap order from step to
-    step.
+    step.  From ``sharpness_tol=1e-5`` up the products are float32 (see
+    ``sharpness_tol``): on 1000 digits with a (256, 256) network,
+    ``learning_rate=4`` in units of the initial sharpness and
+    ``sharpness_tol=1e-4``, a 220-step fit measuring the sharpness every step
+    took 4.4 times a plain one (4.5 products per measurement), against 6.6
+    times with float64 products.
 
     References
     ----------
@@ -1389,8 +1711,11 @@ class _Minibatches:
 class _MLPPoint(Point):
     """The engine's view of :func:`mlp_point` (see :class:`~sharpsk._engine.Point`)."""
 
-    def __init__(self, pt):
+    def __init__(self, pt, buffers32=None):
         self.pt = pt
+        # float32 scratch shared with the other points of the model (see
+        # mlp_matvec): measuring at successive points allocates nothing
+        self._buffers32 = buffers32
         self.loss = pt["loss"]
         # max |f - y| for the squared error, the largest |logit| for the log
         # losses (whose residual p - y is bounded): see _losses.Loss
@@ -1402,15 +1727,20 @@ class _MLPPoint(Point):
     def gradient(self):
         return np.concatenate([g.ravel() for g in mlp_gradient(self.pt)])
 
-    def _matvec(self, gauss_newton):
-        if gauss_newton not in self._matvecs:
-            self._matvecs[gauss_newton] = mlp_matvec(
-                self.pt, gauss_newton=gauss_newton
+    def _matvec(self, gauss_newton, dtype=None):
+        key = (gauss_newton, dtype)
+        if key not in self._matvecs:
+            buffers = None if dtype is None else self._buffers32
+            self._matvecs[key] = mlp_matvec(
+                self.pt, gauss_newton=gauss_newton, dtype=dtype, buffers=buffers
             )[0]
-        return self._matvecs[gauss_newton]
+        return self._matvecs[key]
 
     def hvp(self, vec):
         return self._matvec(False)(vec)
+
+    def hvp32(self, vec):
+        return self._matvec(False, np.float32)(vec)
 
     def gauss_newton(self, vec):
         return self._matvec(True)(vec)
@@ -1439,6 +1769,10 @@ class MLPModel(Model):
         self.bounds = np.cumsum([0] + [int(np.prod(sh)) for sh in shapes])
         self.n_params = int(self.bounds[-1])
         self.target_max = float(np.max(np.abs(Y))) if Y.size else 0.0
+        self._buffers32 = {}  # float32 products' scratch, see _MLPPoint
+
+    def __getstate__(self):
+        return {**self.__dict__, "_buffers32": {}}  # scratch: not pickled
 
     def unflatten(self, theta):
         """Views of ``theta`` shaped like the parameters."""
@@ -1455,5 +1789,6 @@ class MLPModel(Model):
                 self.multipliers,
                 self.activation,
                 self.loss,
-            )
+            ),
+            self._buffers32,
         )

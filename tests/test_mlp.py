@@ -23,6 +23,7 @@ from sharpsk._engine import _initial_tangent, draw_streams
 from sharpsk._maps import recorded_steps
 from sharpsk._mlp import (
     ACTIVATIONS,
+    MLPModel,
     mlp_gradient,
     mlp_hvp,
     mlp_loss,
@@ -30,7 +31,12 @@ from sharpsk._mlp import (
     mlp_point,
     mlp_predict,
 )
-from sharpsk._sharpness import flatten_params, hessian_dense, unflatten_params
+from sharpsk._sharpness import (
+    TopEigenTracker,
+    flatten_params,
+    hessian_dense,
+    unflatten_params,
+)
 from sharpsk.datasets import load_digits_onehot, make_teacher_student, make_uv_example
 
 TRACES = ("sharpness_trace_", "loss_curve_", "steps_", "hvp_trace_")
@@ -569,3 +575,73 @@ def test_verbose_reports_progress(capsys):
         f"{t}/20:" for t in range(0, 21, 2)
     ]
     assert lines[-1].startswith("[MLPRegressor] steps=20")
+
+
+# --------------------------------------------------------------------------
+# Float32 Hessian-vector products; tracking along an edge-of-stability run
+# --------------------------------------------------------------------------
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+@pytest.mark.parametrize("loss", ["squared_error", "log_loss"])
+def test_float32_hvp_against_dense_hessian(rng, activation, loss):
+    params, mults = _random_net(rng, [4, 6, 5, 3])
+    X = rng.normal(size=(9, 4))
+    Y = np.eye(3)[rng.integers(0, 3, 9)]
+    point = mlp_point(params, X, Y, mults, activation, loss)
+    H = hessian_dense(lambda p: mlp_loss(p, X, Y, mults, activation, loss), params)
+    exact, n = mlp_matvec(point)
+    H64 = np.column_stack([exact(e) for e in np.eye(n)])
+    matvec, _ = mlp_matvec(point, dtype=np.float32)
+    H32 = np.column_stack([matvec(e) for e in np.eye(n)])
+    assert H32.dtype == np.float64  # float64 in and out
+    scale = np.abs(H).max()
+    assert_allclose(H32, H, rtol=0, atol=1e-5 * scale)
+    top, top32 = np.linalg.eigvalsh(H)[-1], np.linalg.eigvalsh((H32 + H32.T) / 2)[-1]
+    assert abs(top32 - top) <= 1e-5 * scale
+    # the list kernel returns float32 arrays; float64 is the stored pass's
+    vecs = [np.ones_like(p) for p in params]
+    assert all(h.dtype == np.float32 for h in mlp_hvp(point, vecs, dtype="float32"))
+    assert_array_equal(np.column_stack([exact(e) for e in np.eye(n)]), H64)
+    assert all(p.dtype == np.float64 for p in point["hs"])
+    with pytest.raises(ValueError, match="dtype"):
+        mlp_hvp(point, vecs, dtype=np.float16)
+
+
+def test_tracked_sharpness_along_an_edge_of_stability_run_is_within_tol():
+    """80 GD steps at eta = 4 / lambda_0 (catapult, then the edge of stability:
+    eta * lambda_H around 2, top eigenvalues a few percent apart, swapping):
+    the tracker with float32 products against eigvalsh of the dense Hessian
+    at every step, and MLPRegressor's trace is the same."""
+    X, Y = load_digits_onehot(n_samples=100, n_classes=3, random_state=0)
+    X = X[:, np.argsort(-X.var(axis=0))[:8]]
+    est = MLPRegressor(
+        (16,),
+        learning_rate=4.0,
+        lr_units="initial_sharpness",
+        max_iter=80,
+        sharpness_tol=1e-4,
+        random_state=0,
+    ).fit(X, Y)
+    params, mults, _ = est._initialize(8, 3, np.random.RandomState(0))
+    model = MLPModel(X, Y, [p.shape for p in params], mults, "tanh")
+    n, tol = model.n_params, 1e-4
+    theta = np.concatenate([p.ravel() for p in params])
+    tracker = TopEigenTracker(tol=tol, random_state=0)
+    calls32 = [0]
+    values, dense, eta = [], [], est.learning_rate_
+    for _ in range(81):
+        point = model.point(theta)
+
+        def hvp32(v, point=point):
+            calls32[0] += 1
+            return point.hvp32(v)
+
+        values.append(tracker.update(point.hvp, n, matvec32=hvp32).eigenvalue)
+        H = np.column_stack([point.hvp(e) for e in np.eye(n)])
+        dense.append(np.linalg.eigvalsh((H + H.T) / 2)[-1])
+        theta = theta - eta * point.gradient()
+    values, dense = np.array(values), np.array(dense)
+    assert_allclose(values, dense, rtol=tol, atol=0)
+    assert calls32[0] > 5 * 80 and tracker._float32  # float32 products, kept
+    assert eta * dense[0] > 3.9  # unstable start: a catapult, then
+    assert np.all(np.abs(eta * dense[30:] - 2.0) < 0.3)  # the edge of stability
+    assert_array_equal(est.sharpness_trace_, values)

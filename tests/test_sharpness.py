@@ -489,7 +489,7 @@ def test_top_hessian_eigenpair_validation():
 
 
 def test_mlp_gradient_descent_tracking():
-    # 30 GD steps of a tanh MLP at eta = 1.9 / lambda_0 with warm starts
+    # 30 GD steps of a tanh MLP at eta = 1.9 / lambda_H0 with warm starts
     loss, params = mlp_problem(4, n_samples=30, n_in=4, n_hidden=8)
     tol = 1e-4
     top0 = np.linalg.eigvalsh(hessian_dense(loss, params))[-1]
@@ -656,3 +656,125 @@ def test_tracker_resets_on_new_dimension_and_pickles():
     assert_allclose(res.eigenvalue, np.linalg.eigvalsh(B)[-1], rtol=1e-8)
     clone = pickle.loads(pickle.dumps(tracker))
     assert clone.update(lambda v: B @ v, 30).n_hvp == 2
+
+
+# -----------------------------------------------------------------------------
+# Float32 products, the reusable workspace
+# -----------------------------------------------------------------------------
+class Float32Counter(Counter):
+    """``A @ v`` in float32 arithmetic (float64 in and out), counted."""
+
+    def __init__(self, A, noise=0.0):
+        super().__init__(A.astype(np.float32))
+        self.noise = noise
+
+    def __call__(self, v):
+        self.calls += 1
+        out = (self.A @ v.astype(np.float32)).astype(np.float64)
+        return out * (1.0 + self.noise)  # noise: a product off by that much
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_tracker_float32_products_against_dense(seed):
+    A = random_symmetric(60, seed)
+    top = np.linalg.eigvalsh(A)[-1]
+    tol = 1e-5
+    exact, fast = Counter(A), Float32Counter(A)
+    tracker = TopEigenTracker(tol=tol, random_state=0)
+    for t in range(12):
+        step = A + 0.02 * t * np.diag(np.linspace(-1.0, 1.0, 60))
+        exact.A = step
+        fast.A = step.astype(np.float32)
+        before = exact.calls
+        res = tracker.update(exact, 60, matvec32=fast)
+        dense = np.linalg.eigvalsh(step)[-1]
+        assert abs(res.eigenvalue - dense) <= tol * abs(dense)
+        # float64: one product on the first (check) update, none after
+        assert exact.calls - before == (1 if t == 0 else 0)
+    assert fast.calls > 0 and tracker._float32
+    # below 1e-5 the float32 products are not used
+    tight = TopEigenTracker(tol=1e-8, random_state=0)
+    fast.calls = 0
+    res = tight.update(Counter(A), 60, matvec32=fast)
+    assert fast.calls == 0
+    assert_allclose(res.eigenvalue, top, rtol=1e-8)
+
+
+def test_tracker_drops_float32_products_that_are_too_coarse():
+    A = random_symmetric(40, 3)
+    tol = 1e-4
+    exact, coarse = Counter(A), Float32Counter(A, noise=1e-4)  # shift 1e-4 > tol/10
+    tracker = TopEigenTracker(tol=tol, random_state=0)
+    res = tracker.update(exact, 40, matvec32=coarse)
+    assert not tracker._float32
+    # the checked eigenvalue is the float64 Rayleigh quotient of the result
+    v = res.eigenvector
+    assert_allclose(res.eigenvalue, v @ A @ v, rtol=1e-14)
+    top = np.linalg.eigvalsh(A)[-1]
+    assert abs(res.eigenvalue - top) <= tol * abs(top)
+    calls = coarse.calls
+    res = tracker.update(exact, 40, matvec32=coarse)
+    assert coarse.calls == calls  # float64 from then on
+    assert_allclose(res.eigenvalue, top, rtol=tol)
+
+
+def test_tracker_checks_float32_every_hundred_updates():
+    A = random_symmetric(60, 4)
+    exact, fast = Counter(A), Float32Counter(A)
+    tracker = TopEigenTracker(tol=1e-4, random_state=0)
+    checks = []
+    for _ in range(201):
+        before = exact.calls
+        tracker.update(exact, 60, matvec32=fast)
+        checks.append(exact.calls - before)
+    assert np.flatnonzero(checks).tolist() == [0, 100, 200]
+    tracker.reset()
+    before = exact.calls
+    tracker.update(exact, 60, matvec32=fast)
+    assert exact.calls - before == 1  # a reset checks again
+    # no check when the budget is spent (the cold start covers n = 30)
+    small, fast_small = Counter(A[:30, :30]), Float32Counter(A[:30, :30])
+    tracker = TopEigenTracker(tol=1e-4, random_state=0)
+    assert tracker.update(small, 30, matvec32=fast_small).n_hvp == 30
+    assert small.calls == 0
+
+
+def test_lanczos_workspace_size_and_reuse_change_no_number():
+    from sharpsk._sharpness import _CountingOperator, _lanczos, _Workspace
+
+    A = random_symmetric(80, 7)
+    rng = np.random.default_rng(1)
+    block = [rng.normal(size=80) for _ in range(3)]
+    block = [b / np.linalg.norm(b) for b in block]
+    results = []
+    for capacity, dirty in [(1, False), (3, False), (64, False), (64, True)]:
+        work = _Workspace(80, capacity)
+        if dirty:  # rows left by an earlier run are never read
+            work.basis[:] = np.nan
+            work.images[:] = np.nan
+            work.gram[:] = np.nan
+        op = _CountingOperator(lambda v: A @ v, 80, 200)
+        ritz = _lanczos(op, block, 1e-12, 1, work)
+        assert work.capacity >= ritz.result.n_hvp
+        results.append(ritz)
+    for ritz in results[1:]:
+        assert ritz.result.eigenvalue == results[0].result.eigenvalue
+        assert ritz.result.n_hvp == results[0].result.n_hvp
+        assert_allclose(ritz.result.eigenvector, results[0].result.eigenvector, 0, 0)
+        assert ritz.second_value == results[0].second_value
+    assert_allclose(results[0].result.eigenvalue, np.linalg.eigvalsh(A)[-1], 1e-12)
+
+
+def test_tracker_keeps_its_workspace_but_does_not_pickle_it():
+    import pickle
+
+    A = random_symmetric(50, 8)
+    tracker = TopEigenTracker(tol=1e-8, random_state=0)
+    tracker.update(lambda v: A @ v, 50)
+    work = tracker._workspace
+    tracker.update(lambda v: A @ v, 50)
+    assert tracker._workspace is work
+    clone = pickle.loads(pickle.dumps(tracker))
+    assert clone._workspace is None
+    a, b = tracker.update(lambda v: A @ v, 50), clone.update(lambda v: A @ v, 50)
+    assert a.eigenvalue == b.eigenvalue and a.n_hvp == b.n_hvp
