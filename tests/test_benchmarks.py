@@ -80,6 +80,31 @@ TINY = {
         "repeats": 1,
     },
     "topk": {"hidden": (4,), "n_samples": 40, "max_iter": 5, "seeds": 1},
+    "scan_cache": {
+        "uv_n_lr": 20,
+        "uv_steps": 50,
+        "n_samples": 20,
+        "n_features": 4,
+        "n_runs": 2,
+    },
+    "mlp_batched": {
+        "hidden": (4,),
+        "n_samples": 40,
+        "n_lr": 3,
+        "max_iter": 20,
+        "record_every": 5,
+        "repeats": 1,
+        "small_hidden": (3,),
+        "small_n_samples": 30,
+        "small_repeats": 1,
+    },
+    "eos_tracking": {
+        "hidden": (6,),
+        "n_samples": 40,
+        "n_steps": 8,
+        "ref_every": 4,
+        "fit_repeats": 1,
+    },
 }
 
 
@@ -105,6 +130,7 @@ def test_tiny_run_writes_the_table(bench, tmp_path):
         "Optimizer adam",
         "BLAS threads",
         "UV vs MLP",
+        "Batched MLP engine",
     ):
         assert f"| {name}" in text
     for word in ("CPU:", "Load average", "Thread pools", "Versions:", "numpy"):
@@ -122,6 +148,12 @@ def test_tiny_run_writes_the_table(bench, tmp_path):
     assert dense["reference_vs_dense_max_rel_diff"] <= 1e-10
     # the UV model and the identity MLP without biases are the same network
     assert raw["details"]["uv_vs_mlp"]["agree"] is True
+    # the batched MLP engine gives the per-run numbers
+    assert raw["details"]["mlp_batched"]["agree"] is True
+    # the UV scan's paths and n_jobs agree; the two floors too
+    uv = raw["details"]["uv_scan"]
+    assert uv["paths_and_n_jobs_agree"] is True
+    assert uv["numba_floor_equals_numpy_floor"] in (True, None)
     assert set(raw["details"]["optimizers"]["by_optimizer"]) == {
         "gd",
         "momentum",
@@ -167,6 +199,23 @@ def test_bare_uv_loop_is_the_map(bench):
         ref = uv_step(*ref, eta, 0.3, 1.5)
     np.testing.assert_array_equal(out[0], ref[0])
     np.testing.assert_array_equal(out[1], ref[1])
+
+
+def test_uv_floors_flush_like_the_stepper(bench):
+    from sharpsk._maps import uv_simulate
+
+    # flushed to exactly 0 (unflushed: 1.9e-274), converging, oscillating, chaotic
+    eta = np.array([0.3, 0.9, 1.2, 1.45, 1.55])
+    args = (np.full(5, -1.0), np.full(5, 1.0), eta, 1.0, 1.0)
+    sim = uv_simulate(*args, 600, record_every=600)
+    assert sim["final"][0][0] == 0.0 and sim["final"][0][1] != 0.0
+    floors = [bench._bare_uv_loop]
+    if bench._numba_uv_floor() is not None:
+        floors.append(bench._numba_uv_floor())
+    for floor in floors:
+        df, ntk = floor(*args, 600)
+        np.testing.assert_array_equal(df, sim["final"][0])
+        np.testing.assert_array_equal(ntk, sim["final"][1])
 
 
 def test_uv_batched_chunk_size_changes_no_number():
