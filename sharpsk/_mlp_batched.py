@@ -238,9 +238,11 @@ def _train_chunk(net, model, theta, eta, optimizer, max_iter, record_every, tol,
         mpoint = point if rows is None else model.point(theta_r, rows[r])
         sharp = np.nan
         if np.isfinite(mpoint.loss):
-            sharp = trackers[r].update(
-                mpoint.hvp, model.n_params, matvec32=mpoint.hvp32
-            ).eigenvalue
+            sharp = (
+                trackers[r]
+                .update(mpoint.hvp, model.n_params, matvec32=mpoint.hvp32)
+                .eigenvalue
+            )
         traces[r]["steps"].append(t)
         traces[r]["loss"].append(point.loss)
         traces[r]["sharpness"].append(sharp)

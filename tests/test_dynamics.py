@@ -530,7 +530,9 @@ def test_uv_run_near_the_doubling_is_not_settled():
     for n in (20_000, 200_000):
         uv = UVRegressor(max_iter=n, learning_rate=1.236, **kw).fit(X, y)
         res[n] = classify_run(
-            uv.loss_curve_, uv.sharpness_trace_, uv.learning_rate_,
+            uv.loss_curve_,
+            uv.sharpness_trace_,
+            uv.learning_rate_,
             orbit=uv.residual_trace_,
         )
     assert (res[20_000]["period"], res[20_000]["settled"]) == (4, False)
