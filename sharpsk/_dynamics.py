@@ -124,8 +124,8 @@ def _as_signals(series):
 
 def _signal_scale(Z):
     """Largest absolute value of each signal of ``Z`` (N, k, T), floored."""
-    with np.errstate(invalid="ignore"):
-        return np.maximum(np.max(np.abs(Z), axis=2), _TINY)
+    with np.errstate(invalid="ignore"):  # max |z| without a copy of |Z|
+        return np.maximum(np.maximum(np.max(Z, axis=2), -np.min(Z, axis=2)), _TINY)
 
 
 def _period_batch(Z, max_period, rtol, scale=None):
@@ -337,8 +337,8 @@ def _settling(Z, eta_sharpness, period, scale):
     two halves of its tail (``mean(second) / mean(first) - 1``).  A run has
     settled when ``|drift| <= SETTLE_TOL`` and, for a detected even period
     ``p``, the amplitude of its ``p``-cycle about the ``p / 2``-cycle (the
-    mean of ``|z[t] - z[t - p/2]|``, per signal) changes by at most
-    ``SETTLE_TOL`` between the halves: near a period doubling an orbit that
+    mean of ``|z[t] - z[t - p/2]|`` of the first signal, the loss) changes
+    by at most ``SETTLE_TOL`` between the halves: near a period doubling an orbit that
     still decays onto the lower period repeats within ``rtol`` over the tail
     but shrinks from one half to the next.  Amplitudes at round-off level
     (below ``1e-9`` of the signal's scale) are not tested.
@@ -359,14 +359,15 @@ def _settling(Z, eta_sharpness, period, scale):
         half = int(p) // 2
         if T - half < 4:
             continue
-        amp = np.abs(Z[rows, :, half:] - Z[rows, :, :-half])
-        m = amp.shape[2] // 2
-        a1 = np.mean(amp[:, :, :m], axis=2)
-        a2 = np.mean(amp[:, :, amp.shape[2] - m :], axis=2)
-        big = a1 > 1e-9 * scale[rows]  # above round-off
+        z = Z[rows, 0]  # the first signal (the loss) carries every cycle
+        amp = np.abs(z[:, half:] - z[:, :-half])
+        m = amp.shape[1] // 2
+        a1 = np.mean(amp[:, :m], axis=1)
+        a2 = np.mean(amp[:, amp.shape[1] - m :], axis=1)
+        big = a1 > 1e-9 * scale[rows, 0]  # above round-off
         with np.errstate(divide="ignore", invalid="ignore"):
             change = np.where(big, np.abs(a2 / a1 - 1.0), 0.0)
-        settled[rows] &= np.max(change, axis=1) <= SETTLE_TOL
+        settled[rows] &= change <= SETTLE_TOL
     return drift, settled
 
 
