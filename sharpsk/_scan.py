@@ -762,15 +762,7 @@ default=None
         run_cand = np.repeat(np.arange(n_cand), n_lr)
         # a run's configuration: (index of its candidate, its seed)
         run_keys = list(zip(run_cand.tolist(), seeds.tolist(), strict=True))
-        fp = {"config": {}, "data": None}
-        if store is not None:  # fingerprints taken once per scan
-            fp["data"] = fingerprint(X, y)
-            fp["analysis"] = fingerprint(analysis, n_tail)
-            for j, cand in enumerate(candidates):
-                est = self._configure(cand, None).set_params(learning_rate=1.0)
-                if "random_state" in est.get_params():
-                    est.set_params(random_state=None)
-                fp["config"][j] = fingerprint(est)
+        fp = None if store is None else self._fingerprints(X, y, candidates, analysis)
         lam0, eta_c = self._initial_sharpness(X, y, candidates, run_keys, store, fp)
         grid = np.tile(lrs, n_cand)
         units = self._units()
@@ -819,20 +811,10 @@ default=None
         keys = []
         if store is not None:
             keys = [
-                run_key(fp["config"][j], fp["data"], fp["analysis"], seed, float(e))
+                run_key(fp["config"][j], fp["data"], fp["analysis"], seed, e)
                 for (j, seed), e in zip(run_keys, eta.tolist(), strict=True)
             ]
-        found = store.load(keys) if store is not None else {}
-        self.n_cached_ = len(found)
-        by_block = {}
-        for i, key in enumerate(keys):
-            if key in found:
-                block, row = found[key]
-                by_block.setdefault(id(block), (block, [], []))
-                by_block[id(block)][1].append(i)
-                by_block[id(block)][2].append(row)
-        for block, index, rows in by_block.values():
-            collected.fill(np.asarray(index), block, np.asarray(rows))
+        self.n_cached_ = 0 if store is None else collected.load(store, keys)
         done = np.flatnonzero(collected.filled)
         if done.size:
             sink.write(done, collected)
@@ -895,6 +877,25 @@ default=None
                 + f"; {self.n_warnings_} warnings silenced"
             )
         return self
+
+    def _fingerprints(self, X, y, candidates, analysis):
+        """What the cache keys are made of, fingerprinted once per fit: the
+        data, the labelling options and each candidate's configuration (its
+        learning rate and seed left out: every run adds its own)."""
+        fp = {
+            "data": fingerprint(X, y),
+            "analysis": fingerprint(
+                analysis,
+                None if self.n_tail_points is None else int(self.n_tail_points),
+            ),
+            "config": {},
+        }
+        for j, cand in enumerate(candidates):
+            est = self._configure(cand, None).set_params(learning_rate=1.0)
+            if "random_state" in est.get_params():
+                est.set_params(random_state=None)
+            fp["config"][j] = fingerprint(est)
+        return fp
 
     def _batched_engines(self, X, y, candidates, run_keys):
         """The batched engine of every run's configuration, or None.
@@ -1101,6 +1102,20 @@ class _Collected:
         self.columns = {}
         self.tails = [None] * n_runs
         self.filled = np.zeros(n_runs, dtype=bool)
+
+    def load(self, store, keys):
+        """Fill in the runs of ``keys`` found in ``store``; their number."""
+        found = store.load(keys)
+        by_block = {}
+        for i, key in enumerate(keys):
+            if key in found:
+                block, row = found[key]
+                entry = by_block.setdefault(id(block), (block, [], []))
+                entry[1].append(i)
+                entry[2].append(row)
+        for block, index, rows in by_block.values():
+            self.fill(np.asarray(index), block, np.asarray(rows))
+        return len(found)
 
     def fill(self, index, block, rows):
         n = self.filled.size
