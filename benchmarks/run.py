@@ -770,7 +770,7 @@ def _mlp_setup(hidden, n_samples, seed=0):
 
 def bench_hvp(cfg):
     """sharpsk's analytic gradient/HVP vs PyTorch autograd, float64 on CPU."""
-    from sharpsk._mlp import mlp_gradient, mlp_hvp, mlp_point
+    from sharpsk._mlp_kernels import mlp_gradient, mlp_hvp, mlp_point
 
     try:
         import torch
@@ -942,7 +942,7 @@ def bench_hvp(cfg):
 # --------------------------------------------------------------------------
 def _gd_trajectory(X, Y, params, mults, c, n_steps):
     """Parameters of ``n_steps`` full-batch GD steps at ``eta = c / lambda_H0``."""
-    from sharpsk._mlp import mlp_gradient, mlp_matvec, mlp_point
+    from sharpsk._mlp_kernels import mlp_gradient, mlp_matvec, mlp_point
     from sharpsk._sharpness import top_eigenpair
 
     matvec, n = mlp_matvec(mlp_point(params, X, Y, mults, "tanh"))
@@ -974,7 +974,7 @@ def _dense_top(matvec, n):
 
 def _track(snapshots, X, Y, mults, tol, cold_every, reference):
     """Warm (tracker and plain previous-vector) and cold measurements."""
-    from sharpsk._mlp import mlp_matvec, mlp_point
+    from sharpsk._mlp_kernels import mlp_matvec, mlp_point
     from sharpsk._sharpness import TopEigenTracker, top_eigenpair
 
     tracker = TopEigenTracker(tol=tol, random_state=0)
@@ -1052,7 +1052,7 @@ def bench_sharpness(cfg):
     d_tr = (vals_s["ref"] - vals_s["tracker"]) / vals_s["ref"]
     d_cold = (vals_s["cold_ref"] - vals_s["cold"]) / vals_s["cold_ref"]
     ref_check = []
-    from sharpsk._mlp import mlp_matvec, mlp_point
+    from sharpsk._mlp_kernels import mlp_matvec, mlp_point
 
     for t in range(0, len(snaps_s), max(1, len(snaps_s) // 10)):
         mv, n = mlp_matvec(mlp_point(snaps_s[t], Xs, Ys, ms, "tanh"))
@@ -1363,7 +1363,7 @@ def bench_memory(cfg):
 # --------------------------------------------------------------------------
 def _digits_point(hidden, n_samples):
     """An ``MLPModel`` on digits and its flat initial parameters (SP, tanh)."""
-    from sharpsk._mlp import MLPModel
+    from sharpsk._mlp_kernels import MLPModel
 
     X, Y, params, mults = _mlp_setup(hidden, n_samples)
     model = MLPModel(X, Y, [p.shape for p in params], mults, "tanh")
@@ -2151,7 +2151,7 @@ def bench_eos_tracking(cfg):
     plain one.
     """
     from sharpsk import MLPRegressor
-    from sharpsk._mlp import MLPModel
+    from sharpsk._mlp_kernels import MLPModel
     from sharpsk._sharpness import TopEigenTracker, top_eigenpair
     from sharpsk.datasets import load_digits_onehot
 

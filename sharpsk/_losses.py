@@ -29,7 +29,7 @@ same output Hessian (it is positive semi-definite, so the Gauss-Newton matrix
 is the exact "NTK part" of the Hessian for each of these losses).
 
 Every entry also has an autograd reference of its value (``reference``), used
-by the tests and by :func:`~sharpsk._mlp.mlp_loss`.
+by the tests and by :func:`~sharpsk._mlp_kernels.mlp_loss`.
 """
 
 from typing import NamedTuple

@@ -8,14 +8,14 @@ numbers of one fit per run, bit for bit.
 
 How the identity is kept:
 
-* the gradient step is :func:`sharpsk._mlp.mlp_point` and the backpropagation
-  of :func:`sharpsk._mlp.mlp_gradient` written on stacked arrays with the same
+* the gradient step is :func:`sharpsk._mlp_kernels.mlp_point` and the backpropagation
+  of :func:`sharpsk._mlp_kernels.mlp_gradient` written on stacked arrays with the same
   operations in the same order: ``numpy.matmul`` on ``(n_runs, n, h)`` stacks
   calls the BLAS product of the single run on every slice, and every reduction
   runs along the same axis and contiguity as in the single run;
 * the step itself is the optimizer object's ``update`` (elementwise);
 * every recorded value comes from the per-run code: at a recorded step each
-  run's point is :meth:`sharpsk._mlp.MLPModel.point` of its parameter vector,
+  run's point is :meth:`sharpsk._mlp_kernels.MLPModel.point` of its parameter vector,
   its loss is that point's, and its sharpness is a
   :class:`~sharpsk._sharpness.TopEigenTracker` of its own fed with that
   point's Hessian-vector products, as in :func:`sharpsk._engine.train`;
@@ -35,7 +35,7 @@ from ._dynamics import summarize_run
 from ._engine import limit_blas_threads
 from ._losses import get_loss
 from ._maps import divergence_bound
-from ._mlp import MLPModel, _activate, _first_derivative
+from ._mlp_kernels import MLPModel, _activate, _first_derivative
 from ._optimizers import make_optimizer
 from ._sharpness import TopEigenTracker
 
@@ -144,7 +144,7 @@ class _Net:
         return theta[:, sl].reshape((theta.shape[0], *shape))
 
     def forward(self, theta):
-        """:func:`~sharpsk._mlp.mlp_point` of every run (same rounding)."""
+        """:func:`~sharpsk._mlp_kernels.mlp_point` of every run (same rounding)."""
         hs = [self.X]
         n_layers = len(self.layers)
         for i, (_, _, m_w, b_sl, m_b) in enumerate(self.layers):
@@ -186,7 +186,7 @@ class _Net:
         return values
 
     def divergence_scale(self, cache):
-        """``residual_max`` of :class:`~sharpsk._mlp._MLPPoint` for every run."""
+        """``residual_max`` of ``_MLPPoint`` (``_mlp_kernels``) for every run."""
         R = cache["output"].shape[0]
         if self.loss.name == "squared_error":
             values = cache["residual"]
@@ -195,7 +195,7 @@ class _Net:
         return np.max(np.abs(values).reshape(R, -1), axis=1)
 
     def gradient(self, theta, cache):
-        """Backpropagation of :func:`~sharpsk._mlp.mlp_gradient`, flat per run."""
+        """Backpropagation of ``mlp_gradient`` (``_mlp_kernels``), flat per run."""
         hs = cache["hs"]
         # the loss table's dL/dF: (P - Y) / n_samples
         delta = cache["residual"] / self.n

@@ -16,7 +16,7 @@ from sklearn.datasets import load_digits
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions, validate_params
 
-from ._mlp import ACTIVATIONS, mlp_predict
+from ._mlp_kernels import ACTIVATIONS, mlp_predict
 
 __all__ = ["load_digits_onehot", "make_teacher_student", "make_uv_example"]
 
@@ -147,7 +147,7 @@ def make_teacher_student(
         Targets; 1-D when ``n_outputs == 1``.
     coefs : list of ndarray
         The teacher's ``(fan_in, fan_out)`` weight matrices (only when
-        ``return_teacher``); ``sharpsk._mlp.mlp_predict(coefs, None, X,
+        ``return_teacher``); ``sharpsk._mlp_kernels.mlp_predict(coefs, None, X,
         activation)[-1]`` recomputes the noiseless targets.
 
     Examples

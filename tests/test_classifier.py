@@ -19,7 +19,7 @@ from sklearn.metrics import log_loss
 
 from sharpsk import DivergenceWarning, LearningRateScan, MLPClassifier
 from sharpsk._losses import LOSS_FUNCTIONS, get_loss
-from sharpsk._mlp import (
+from sharpsk._mlp_kernels import (
     ACTIVATIONS,
     _MLPPoint,
     mlp_gradient,

@@ -7,7 +7,7 @@ from sklearn.datasets import load_digits
 from sklearn.utils._param_validation import InvalidParameterError
 
 from sharpsk import UVRegressor
-from sharpsk._mlp import mlp_predict
+from sharpsk._mlp_kernels import mlp_predict
 from sharpsk.datasets import load_digits_onehot, make_teacher_student, make_uv_example
 
 

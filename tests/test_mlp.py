@@ -21,7 +21,7 @@ from sharpsk import (
 )
 from sharpsk._engine import _initial_tangent, draw_streams
 from sharpsk._maps import recorded_steps
-from sharpsk._mlp import (
+from sharpsk._mlp_kernels import (
     ACTIVATIONS,
     MLPModel,
     mlp_gradient,

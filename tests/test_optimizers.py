@@ -10,7 +10,7 @@ from numpy.testing import assert_allclose, assert_array_equal
 
 from sharpsk import DivergenceWarning, MLPRegressor, UVRegressor
 from sharpsk._engine import train
-from sharpsk._mlp import MLPModel
+from sharpsk._mlp_kernels import MLPModel
 from sharpsk._optimizers import OPTIMIZERS, make_optimizer
 from sharpsk.datasets import load_digits_onehot
 
