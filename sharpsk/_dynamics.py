@@ -550,6 +550,15 @@ default=None
     return out
 
 
+def labelled_tail(n_records, analysis):
+    """Number of final records a scan labels: ``analysis["tail"]`` (at most
+    the run), or :func:`default_tail` when it is None."""
+    tail = analysis.get("tail")
+    if tail is None:
+        return default_tail(n_records, analysis["max_period"])
+    return min(int(tail), int(n_records))
+
+
 def summarize_run(
     loss,
     sharpness,
@@ -588,9 +597,8 @@ def summarize_run(
         included (their finite prefix), else diverged runs keep none.
     orbit : array-like, default=None
         Extra signals for period detection (see :func:`classify_run`).
-    lyapunov : float, callable or None, default=None
-        The run's exponent, or ``lyapunov(tail)`` computing it over the
-        labelled tail of a bounded run.
+    lyapunov : float or None, default=None
+        The run's exponent (over the :func:`labelled_tail`).
 
     Returns
     -------
@@ -603,11 +611,7 @@ def summarize_run(
     sharp = np.asarray(sharpness, dtype=float)
     steps = np.asarray(steps)
     threshold = np.asarray(stability_threshold, dtype=float)
-    tail = analysis.get("tail")
-    T = default_tail(loss.size, analysis["max_period"]) if tail is None else tail
-    T = min(T, loss.size)
-    if callable(lyapunov):
-        lyapunov = None if diverged else lyapunov(T)
+    T = labelled_tail(loss.size, analysis)
     kwargs = {k: v for k, v in analysis.items() if k != "tail"}
     out = classify_run(
         loss,

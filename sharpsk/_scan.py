@@ -59,6 +59,7 @@ from ._dynamics import (
     EDGE_BAND,
     LABELS,
     deprecated_eos_band,
+    labelled_tail,
     summarize_run,
 )
 from ._engine import LR_UNITS, resolve_learning_rate
@@ -176,8 +177,14 @@ def _fit_and_label(estimator, X, y, *, analysis, n_tail_points):
         return out
 
     lyapunov = getattr(estimator, "lyapunov_exponent_", None)
-    if lyapunov is None and hasattr(estimator, "tail_lyapunov_exponent"):
-        lyapunov = estimator.tail_lyapunov_exponent
+    diverged = bool(estimator.diverged_)
+    if (
+        lyapunov is None
+        and not diverged
+        and hasattr(estimator, "tail_lyapunov_exponent")
+    ):
+        n_records = np.size(estimator.loss_curve_)
+        lyapunov = estimator.tail_lyapunov_exponent(labelled_tail(n_records, analysis))
     out.update(
         summarize_run(
             estimator.loss_curve_,
@@ -185,7 +192,7 @@ def _fit_and_label(estimator, X, y, *, analysis, n_tail_points):
             estimator.learning_rate_,
             estimator.stability_threshold_,
             estimator.steps_,
-            diverged=bool(estimator.diverged_),
+            diverged=diverged,
             analysis=analysis,
             n_tail_points=n_tail_points,
             orbit=getattr(estimator, "residual_trace_", None),

@@ -14,7 +14,7 @@ import sys
 
 import numpy as np
 
-from ._dynamics import GD, _analyze_batch, default_tail, uv_lyapunov
+from ._dynamics import GD, _analyze_batch, labelled_tail, uv_lyapunov
 from ._maps import (
     _FLUSH_EVERY,
     _FLUSH_RATIO,
@@ -226,9 +226,7 @@ def uv_batched_runs(
     N, max_iter = delta_f0.size, int(max_iter)
     schedule = recorded_steps(max_iter, int(record_every))
     n_rec = schedule.size
-    tail = analysis["tail"]
-    T = default_tail(n_rec, analysis["max_period"]) if tail is None else tail
-    T = min(T, n_rec)
+    T = labelled_tail(n_rec, analysis)
     first_tail = n_rec - T
     t_tail = schedule[first_tail]
     full = n_tail_points is None  # every record kept: no run is frozen
