@@ -63,11 +63,11 @@ class BatchedEngine(NamedTuple):
     """A batched capability an estimator offers the scan (scan protocol).
 
     ``kernel(eta=..., **stacked_state, **dict(key), analysis=...,
-    n_tail_points=...)`` runs many runs at once (``eta`` and each entry of
-    ``state`` stacked into arrays over the runs) and returns per-run arrays
-    keyed like
-    ``LearningRateScan.results_`` plus the tail tables; it must be a
-    module-level function (cached by joblib, sent to workers).
+    n_tail_points=...)`` runs a block of runs at once (``eta`` and each entry
+    of ``state`` stacked into arrays over the runs) and returns per-run arrays
+    keyed like ``LearningRateScan.results_`` plus the trace tails (see the
+    user guide's scan protocol); it must be a module-level function (it is
+    sent to joblib workers).
     """
 
     kernel: Callable

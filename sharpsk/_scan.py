@@ -841,17 +841,14 @@ default=None
                 kwargs = {"analysis": analysis, "n_tail_points": n_tail}
                 tasks.append((_fit_and_label, (est, X, y), kwargs))
                 ids.append(np.array([i]))
-        try:
-            for index, part in self._dispatch(tasks, ids):
-                block = _as_block(part)
-                rows = np.arange(index.size)
-                collected.fill(index, block, rows)
-                if store is not None:
-                    store.save([keys[i] for i in index.tolist()], block)
-                sink.write(index, collected)
-                bar.update(index.size)
-        finally:
-            sink.close()
+        for index, part in self._dispatch(tasks, ids):
+            block = _as_block(part)
+            rows = np.arange(index.size)
+            collected.fill(index, block, rows)
+            if store is not None:
+                store.save([keys[i] for i in index.tolist()], block)
+            sink.write(index, collected)
+            bar.update(index.size)
 
         runs = collected.columns
         results = dict(table)
@@ -1193,13 +1190,7 @@ class _ParquetSink:
         pd.DataFrame(frame).to_parquet(tmp, index=False)
         os.replace(tmp, self.path / f"part-{int(index[0]):09d}.parquet")
 
-    def close(self):
-        pass
-
 
 class _NoSink:
     def write(self, index, collected):
-        pass
-
-    def close(self):
         pass

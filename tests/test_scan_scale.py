@@ -141,7 +141,6 @@ def test_every_backend_gives_identical_numbers(engine, backend):
 
 
 def test_batched_blocks_are_split_across_workers(monkeypatch):
-    counter = CountingKernel(monkeypatch)
     sizes = []
     kernel = uv_module.uv_batched_runs
 
@@ -153,7 +152,6 @@ def test_batched_blocks_are_split_across_workers(monkeypatch):
     with joblib.parallel_config(backend="threading"):
         uv_scan(learning_rates=np.linspace(0.5, 1.5, 16), n_jobs=2).fit(X1, Y1)
     assert sum(sizes) == 16 and len(sizes) == 8  # four blocks per worker
-    del counter
 
 
 def test_initial_sharpness_fits_run_in_parallel_with_identical_numbers():
