@@ -197,50 +197,56 @@ def detect_period(series, *, max_period=64, rtol=1e-6):
     return int(_period_batch(_as_signals(series), max_period, rtol)[0])
 
 
-def _analyze_batch(
-    signals,
-    loss,
-    eta_sharpness,
-    diverged,
-    lyapunov,
-    max_eta_sharpness,
-    final_loss,
-    *,
-    edge,
-    max_period=64,
-    rtol=1e-6,
-    edge_band=EDGE_BAND,
-    lyapunov_tol=1e-2,
-    contraction=0.1,
-):
-    """Vectorised labels of N runs from their tails (rows).
+#: Relative change across the tail above which a run has not settled.
+SETTLE_TOL = 1e-2
+#: Contraction factor of the largest step that marks a converging run.
+CONTRACTION = 0.1
 
-    ``signals`` (N, k, T) are the series used for period detection and
-    contraction, ``loss`` (N, T) the loss tail, ``eta_sharpness`` (N, Ts) the
-    tail of ``eta`` times the tracked sharpness; ``diverged``, ``lyapunov``
-    (NaN when unknown), ``max_eta_sharpness`` and ``final_loss`` are (N,);
-    ``edge`` (float or (N,)) is ``eta`` times the stability threshold, where
-    the edge-of-stability decisions are taken.  Returns a dict of (N,)
-    arrays (see :func:`classify_run`).  Every reduction runs along the last,
-    contiguous axis of each row, so a run gives the same bits alone or in a
-    batch.
+
+def _seqsum(a):
+    """Sum along the last axis, added in order (``a[0] + a[1] + ...``).
+
+    ``np.sum`` adds pairwise, in an order that depends on the length; a
+    sequential sum is what a loop vectorised across runs computes, so the
+    compiled labeller of the batched UV engine gives these bits.
+    """
+    a = np.asarray(a, dtype=float)
+    if a.shape[-1] == 0:
+        return np.zeros(a.shape[:-1])
+    return np.add.accumulate(a, axis=-1)[..., -1]
+
+
+def _tail_statistics(
+    signals, loss, eta_sharpness, blocked, *, max_period, rtol, contraction
+):
+    """Per-run reductions of the tails that the labels are decided on.
+
+    ``signals`` (N, k, T), ``loss`` (N, T) and ``eta_sharpness`` (N, Ts) as
+    in :func:`_analyze_batch`; ``blocked`` (N,) marks runs not to analyse
+    (diverged).  Returns a dict of (N,) arrays: ``ok`` (analysed: not
+    blocked, every tail value finite), the detected ``period`` (0 when none
+    or not ok), ``contracting``, ``non_monotone``, the ``mean``, ``min``,
+    ``max`` and ``std`` of ``eta_sharpness`` (NaN when not ok), the
+    ``drift`` and ``settled`` of :func:`_settling` (NaN and True when not
+    ok).  Sums are sequential (:func:`_seqsum`); the standard deviation
+    sums deviations from the first value, ``var = (S2 - S1**2 / Ts) / Ts``,
+    whose relative error stays below about ``Ts**2`` times the machine
+    epsilon (the first value's own deviation bounds ``var`` from below).
+    :func:`sharpsk._uv_numba.uv_tail_statistics` computes the same bits
+    from the UV engine's records.
     """
     signals = np.ascontiguousarray(signals, dtype=float)
     loss = np.ascontiguousarray(loss, dtype=float)
     eta_sharpness = np.ascontiguousarray(eta_sharpness, dtype=float)
-    lyapunov = np.asarray(lyapunov, dtype=float)
-    final_loss = np.asarray(final_loss, dtype=float)
-    max_eta_sharpness = np.asarray(max_eta_sharpness, dtype=float)
     n_runs, _, T = signals.shape
     with np.errstate(invalid="ignore"):
         finite = (
             np.all(np.isfinite(signals), axis=(1, 2))
             & np.all(np.isfinite(loss), axis=1)
             & np.all(np.isfinite(eta_sharpness), axis=1)
-            & np.isfinite(final_loss)
         )
-    diverged = np.asarray(diverged, dtype=bool) | ~finite
-    ok = np.flatnonzero(~diverged)
+    ok_mask = finite & ~np.asarray(blocked, dtype=bool)
+    ok = np.flatnonzero(ok_mask)
     Zk = signals[ok]
     scale = _signal_scale(Zk)
     period = np.zeros(n_runs, dtype=np.int64)
@@ -260,18 +266,95 @@ def _analyze_batch(
         )
     if loss.shape[1] >= 2:
         Lk = loss[ok]
-        with np.errstate(invalid="ignore"):
-            thr = rtol * np.maximum(np.max(np.abs(Lk), axis=1), _TINY)
+        thr = rtol * np.maximum(np.max(np.abs(Lk), axis=1), _TINY)
         non_monotone[ok] = np.any(np.diff(Lk, axis=1) > thr[:, None], axis=1)
 
-    nan = np.full(n_runs, np.nan)
-    stats = {k: nan.copy() for k in ("mean", "min", "max", "std")}
-    if eta_sharpness.shape[1]:
+    stats = {k: np.full(n_runs, np.nan) for k in ("mean", "min", "max", "std")}
+    Ts = eta_sharpness.shape[1]
+    if Ts:
         es = eta_sharpness[ok]
-        stats["mean"][ok] = np.mean(es, axis=1)
+        stats["mean"][ok] = _seqsum(es) / Ts
         stats["min"][ok] = np.min(es, axis=1)
         stats["max"][ok] = np.max(es, axis=1)
-        stats["std"][ok] = np.std(es, axis=1)
+        dev = es - es[:, :1]
+        s1, s2 = _seqsum(dev), _seqsum(dev * dev)
+        stats["std"][ok] = np.sqrt(np.maximum((s2 - s1 * s1 / Ts) / Ts, 0.0))
+    drift = np.full(n_runs, np.nan)
+    settled = np.ones(n_runs, dtype=bool)
+    drift[ok], settled[ok] = _settling(Zk, eta_sharpness[ok], period[ok], scale)
+    return {
+        "ok": ok_mask,
+        "period": period,
+        "contracting": contracting,
+        "non_monotone": non_monotone,
+        **stats,
+        "drift": drift,
+        "settled": settled,
+    }
+
+
+def _analyze_batch(
+    signals,
+    loss,
+    eta_sharpness,
+    diverged,
+    lyapunov,
+    max_eta_sharpness,
+    final_loss,
+    *,
+    edge,
+    max_period=64,
+    rtol=1e-6,
+    edge_band=EDGE_BAND,
+    lyapunov_tol=1e-2,
+    contraction=CONTRACTION,
+):
+    """Vectorised labels of N runs from their tails (rows).
+
+    ``signals`` (N, k, T) are the series used for period detection and
+    contraction, ``loss`` (N, T) the loss tail, ``eta_sharpness`` (N, Ts) the
+    tail of ``eta`` times the tracked sharpness; ``diverged``, ``lyapunov``
+    (NaN when unknown), ``max_eta_sharpness`` and ``final_loss`` are (N,);
+    ``edge`` (float or (N,)) is ``eta`` times the stability threshold, where
+    the edge-of-stability decisions are taken.  Returns a dict of (N,)
+    arrays (see :func:`classify_run`).  Every reduction runs along the last,
+    contiguous axis of each row, so a run gives the same bits alone or in a
+    batch.
+    """
+    final_loss = np.asarray(final_loss, dtype=float)
+    with np.errstate(invalid="ignore"):
+        blocked = np.asarray(diverged, dtype=bool) | ~np.isfinite(final_loss)
+    stats = _tail_statistics(
+        signals,
+        loss,
+        eta_sharpness,
+        blocked,
+        max_period=max_period,
+        rtol=rtol,
+        contraction=contraction,
+    )
+    return _label_runs(
+        stats,
+        lyapunov,
+        max_eta_sharpness,
+        final_loss,
+        edge=edge,
+        edge_band=edge_band,
+        lyapunov_tol=lyapunov_tol,
+    )
+
+
+def _label_runs(
+    stats, lyapunov, max_eta_sharpness, final_loss, *, edge, edge_band, lyapunov_tol
+):
+    """The decisions of :func:`_analyze_batch` on :func:`_tail_statistics`."""
+    lyapunov = np.asarray(lyapunov, dtype=float)
+    final_loss = np.asarray(final_loss, dtype=float)
+    max_eta_sharpness = np.asarray(max_eta_sharpness, dtype=float)
+    diverged = ~stats["ok"]
+    n_runs = diverged.size
+    period = stats["period"].copy()
+    contracting, non_monotone = stats["contracting"], stats["non_monotone"]
     edge = np.broadcast_to(np.asarray(edge, dtype=float), (n_runs,))
     ratio = stats["mean"] / edge
     in_band = (ratio >= edge_band[0]) & (ratio <= edge_band[1])
@@ -297,15 +380,10 @@ def _analyze_batch(
         default="periodic",
     ).astype(object)
     converged = label == "converge"
-    drift, settled = _settling(Zk, eta_sharpness[ok], period[ok], scale)
-    drift_all = np.full(n_runs, np.nan)
-    drift_all[ok] = drift
-    settled_all = np.ones(n_runs, dtype=bool)
     # Chaotic tails are not tested (their halves differ by chance), and a
     # detected fixed point has settled by definition.
     tested = bounded & (label != "chaotic") & ~((period == 1) & converged)
-    settled_all[ok] = settled
-    settled_all[~tested] = True
+    settled = stats["settled"] | ~tested
     period[converged] = 1
     period[diverged] = 0
     return {
@@ -321,13 +399,9 @@ def _analyze_batch(
         "edge_ratio_mean": ratio,
         "catapult": converged & (max_eta_sharpness > edge),
         "diverged": diverged,
-        "settled": settled_all,
-        "drift": drift_all,
+        "settled": settled,
+        "drift": stats["drift"],
     }
-
-
-#: Relative change across the tail above which a run has not settled.
-SETTLE_TOL = 1e-2
 
 
 def _settling(Z, eta_sharpness, period, scale):
@@ -338,18 +412,19 @@ def _settling(Z, eta_sharpness, period, scale):
     settled when ``|drift| <= SETTLE_TOL`` and, for a detected even period
     ``p``, the amplitude of its ``p``-cycle about the ``p / 2``-cycle (the
     mean of ``|z[t] - z[t - p/2]|`` of the first signal, the loss) changes
-    by at most ``SETTLE_TOL`` between the halves: near a period doubling an orbit that
-    still decays onto the lower period repeats within ``rtol`` over the tail
-    but shrinks from one half to the next.  Amplitudes at round-off level
-    (below ``1e-9`` of the signal's scale) are not tested.
+    by at most ``SETTLE_TOL`` between the halves: near a period doubling an
+    orbit that still decays onto the lower period repeats within ``rtol``
+    over the tail but shrinks from one half to the next.  Amplitudes at
+    round-off level (below ``1e-9`` of the signal's scale) are not tested.
+    Means are sequential sums over the count (:func:`_seqsum`).
     """
     n = Z.shape[0]
     drift = np.full(n, np.nan)
     Ts = eta_sharpness.shape[1]
     if Ts >= 4:
         h = Ts // 2
-        first = np.mean(eta_sharpness[:, :h], axis=1)
-        second = np.mean(eta_sharpness[:, Ts - h :], axis=1)
+        first = _seqsum(eta_sharpness[:, :h]) / h
+        second = _seqsum(eta_sharpness[:, Ts - h :]) / h
         with np.errstate(divide="ignore", invalid="ignore"):
             drift = second / first - 1.0
     settled = ~(np.abs(drift) > SETTLE_TOL)  # NaN (too short): settled
@@ -362,8 +437,8 @@ def _settling(Z, eta_sharpness, period, scale):
         z = Z[rows, 0]  # the first signal (the loss) carries every cycle
         amp = np.abs(z[:, half:] - z[:, :-half])
         m = amp.shape[1] // 2
-        a1 = np.mean(amp[:, :m], axis=1)
-        a2 = np.mean(amp[:, amp.shape[1] - m :], axis=1)
+        a1 = _seqsum(amp[:, :m]) / m
+        a2 = _seqsum(amp[:, amp.shape[1] - m :]) / m
         big = a1 > 1e-9 * scale[rows, 0]  # above round-off
         with np.errstate(divide="ignore", invalid="ignore"):
             change = np.where(big, np.abs(a2 / a1 - 1.0), 0.0)

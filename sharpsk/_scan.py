@@ -633,10 +633,11 @@ default=None
             self.init_seed_ = seeds if names else seeds[0]
         return seeds.ravel()
 
-    def _initial_sharpness(self, X, y, candidates, run_keys, store, fp):
-        """``lambda_H0`` and ``eta_c`` of every run: one ``max_iter=0`` fit per
-        distinct initialization, found in the cache or fitted in parallel."""
-        distinct = list(dict.fromkeys(run_keys))
+    def _initial_sharpness(self, X, y, candidates, configs, store, fp):
+        """``lambda_H0`` and ``eta_c`` of each configuration ``(candidate,
+        seed)``: one ``max_iter=0`` fit each, found in the cache or fitted in
+        parallel."""
+        distinct = configs
         keys, found = {}, {}
         if store is not None:
             keys = {
@@ -662,7 +663,7 @@ default=None
                 [keys[rk] for rk in todo],
                 {"columns": {"init": np.array([info[rk] for rk in todo])}},
             )
-        both = np.array([info[rk] for rk in run_keys])
+        both = np.array([info[rk] for rk in distinct])
         return both[:, 0], both[:, 1]
 
     def _dispatch(self, tasks, ids):
@@ -767,10 +768,12 @@ default=None
 
         seeds = self._draw_seeds(n_lr, candidates, names)
         run_cand = np.repeat(np.arange(n_cand), n_lr)
-        # a run's configuration: (index of its candidate, its seed)
-        run_keys = list(zip(run_cand.tolist(), seeds.tolist(), strict=True))
+        # a run's configuration: (index of its candidate, its seed); the
+        # distinct ones, and which one each run has
+        configs, run_config = _distinct_rows(run_cand, seeds)
         fp = None if store is None else self._fingerprints(X, y, candidates, analysis)
-        lam0, eta_c = self._initial_sharpness(X, y, candidates, run_keys, store, fp)
+        lam0, eta_c = self._initial_sharpness(X, y, candidates, configs, store, fp)
+        lam0, eta_c = lam0[run_config], eta_c[run_config]
         grid = np.tile(lrs, n_cand)
         units = self._units()
         eta = resolve_learning_rate(
@@ -781,9 +784,9 @@ default=None
 
         engine, engines = self.engine, None
         if engine != "per_run":
-            engines = self._batched_engines(X, y, candidates, run_keys)
+            engines = self._batched_engines(X, y, candidates, configs)
         if engine == "auto":
-            offered = engines is not None and all(e.auto for e in engines.values())
+            offered = engines is not None and all(e.auto for e in engines)
             engine = "batched" if offered else "per_run"
         elif engine == "batched" and engines is None:
             raise ValueError(
@@ -819,7 +822,9 @@ default=None
         if store is not None:
             keys = [
                 run_key(fp["config"][j], fp["data"], fp["analysis"], seed, e)
-                for (j, seed), e in zip(run_keys, eta.tolist(), strict=True)
+                for (j, seed), e in zip(
+                    (configs[k] for k in run_config.tolist()), eta.tolist(), strict=True
+                )
             ]
         self.n_cached_ = 0 if store is None else collected.load(store, keys)
         done = np.flatnonzero(collected.filled)
@@ -830,12 +835,12 @@ default=None
 
         if engine == "batched":
             tasks, ids = self._batched_tasks(
-                engines, run_keys, eta, todo, analysis, n_tail
+                engines, run_config, eta, todo, analysis, n_tail
             )
         else:
             tasks, ids = [], []
             for i in todo.tolist():
-                j, seed = run_keys[i]
+                j, seed = configs[run_config[i]]
                 est = self._configure(candidates[j], seed)
                 est.set_params(learning_rate=float(eta[i]))
                 kwargs = {"analysis": analysis, "n_tail_points": n_tail}
@@ -901,23 +906,24 @@ default=None
             fp["config"][j] = fingerprint(est)
         return fp
 
-    def _batched_engines(self, X, y, candidates, run_keys):
-        """The batched engine of every run's configuration, or None.
+    def _batched_engines(self, X, y, candidates, configs):
+        """The batched engine of each configuration ``(candidate, seed)``, or
+        None.
 
         Asks each configured clone for its ``batched_engine(X, y)`` (scan
         protocol); None unless every configuration offers one.
         """
         if not hasattr(self.estimator, "batched_engine"):
             return None
-        engines = {}
-        for j, seed in dict.fromkeys(run_keys):  # distinct, in order
+        engines = []
+        for j, seed in configs:
             engine = self._configure(candidates[j], seed).batched_engine(X, y)
             if engine is None:
                 return None
-            engines[j, seed] = engine
+            engines.append(engine)
         return engines
 
-    def _batched_tasks(self, engines, run_keys, eta, todo, analysis, n_tail):
+    def _batched_tasks(self, engines, run_config, eta, todo, analysis, n_tail):
         """One kernel call per block of runs still to compute.
 
         Runs sharing a kernel and its static arguments are stacked; each
@@ -925,22 +931,27 @@ default=None
         and into at least a few blocks per worker, so that every worker is
         busy and a finished block is cached and reported while others run.
         Runs are independent: the blocks do not change any number.
+        ``engines[k]`` is the engine of configuration k, ``run_config`` each
+        run's configuration.
         """
         groups = {}
-        for i in todo.tolist():
-            engine = engines[run_keys[i]]
-            groups.setdefault((engine.kernel, engine.key), (engine, []))[1].append(i)
+        for k, engine in enumerate(engines):
+            groups.setdefault((engine.kernel, engine.key), []).append(k)
+        # each configuration's state, gathered into its runs' below
+        states = [engine.state for engine in engines]
         workers = effective_n_jobs(self.n_jobs)
         tasks, ids = [], []
-        for (kernel, static), (engine, index) in groups.items():
-            n = len(index)
+        for (kernel, static), members in groups.items():
+            index = todo[np.isin(run_config[todo], members)]
+            n = index.size
             per_block = -(-n // (4 * workers)) if workers > 1 else n
-            size = max(1, min(engine.max_block, per_block))
+            size = max(1, min(engines[members[0]].max_block, per_block))
             for first in range(0, n, size):
-                block = np.asarray(index[first : first + size])
-                states = [engines[run_keys[i]].state for i in block.tolist()]
+                block = index[first : first + size]
+                of_run = run_config[block]
                 kwargs = {
-                    name: np.array([st[name] for st in states]) for name in states[0]
+                    name: np.array([st[name] for st in states])[of_run]
+                    for name in states[0]
                 }
                 kwargs["eta"] = eta[block]
                 kwargs.update(static)
@@ -1064,6 +1075,15 @@ def _column(values):
     col = np.empty(len(values), dtype=object)
     col[:] = values
     return col
+
+
+def _distinct_rows(*columns):
+    """The distinct rows of ``columns`` in order of first appearance (a list
+    of tuples), and the index of each row's among them."""
+    codes = {}
+    rows = zip(*(np.asarray(c).tolist() for c in columns), strict=True)
+    index = [codes.setdefault(row, len(codes)) for row in rows]
+    return list(codes), np.asarray(index, dtype=np.intp)
 
 
 def _as_block(part):

@@ -13,8 +13,17 @@ import os
 import sys
 
 import numpy as np
+from sklearn.utils import gen_batches
 
-from ._dynamics import GD, _analyze_batch, labelled_tail, uv_lyapunov
+from ._dynamics import (
+    CONTRACTION,
+    GD,
+    SETTLE_TOL,
+    _analyze_batch,
+    _label_runs,
+    labelled_tail,
+    uv_lyapunov,
+)
 from ._maps import (
     _FLUSH_EVERY,
     _FLUSH_RATIO,
@@ -36,6 +45,10 @@ _FREEZE_EVERY = 256
 # (15 us + 10 ns per run) per step; the compiled core is used from an
 # estimated 0.2 s of numpy stepping on, or as soon as it is loaded.
 _COMPILED_MIN_SECONDS = 0.2
+
+# Runs the compiled core steps and labels at a time: their tail records
+# (16 bytes per run and record) stay in cache until they are labelled.
+_COMPILED_BATCH = 512
 
 
 def compiled_core(compiled=None, n_runs=None, n_steps=None):
@@ -88,7 +101,7 @@ def _tail_lyapunov_compiled(core, delta_f, ntk, eta, kappa, y, n_steps, block=64
 
     The growth factors of ``block`` steps come back from
     ``core.uv_tangent_norms``; their logarithms are taken by numpy and summed
-    in step order, as :func:`uv_lyapunov` sums them.
+    in step order (``core.add_rows``), as :func:`uv_lyapunov` sums them.
     """
     discard = n_steps // 8
     df, ntk = np.array(delta_f, dtype=float), np.array(ntk, dtype=float)
@@ -106,8 +119,7 @@ def _tail_lyapunov_compiled(core, delta_f, ntk, eta, kappa, y, n_steps, block=64
             out = norms[: min(block, n_steps - start)]
             core.uv_tangent_norms(df, ntk, eta, ek, eek, y, bound, alive, ta, tb, out)
             np.log(out, out=out)
-            for row in out[max(0, discard - start) :]:
-                total += row
+            core.add_rows(out, max(0, discard - start), total)
         lam = total / (n_steps - discard)
     return np.where(alive & np.isfinite(lam), lam, np.nan)
 
@@ -237,6 +249,22 @@ def uv_batched_runs(
     n_iter = np.where(alive, max_iter, 0)
     max_es = np.full(N, -np.inf)
     core = compiled_core(compiled, N, max_iter)
+    if core is not None and not full and N > _COMPILED_BATCH:
+        # Batches whose records stay in cache from the stepping to the labels.
+        parts = [
+            uv_batched_runs(
+                *(a[s] for a in (delta_f0, ntk0, eta, kappa, y)),
+                max_iter,
+                record_every,
+                analysis=analysis,
+                n_tail_points=n_tail_points,
+                compiled=True,
+            )
+            for s in gen_batches(N, _COMPILED_BATCH)
+        ]
+        out = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+        out["tail_steps"] = parts[0]["tail_steps"]
+        return out
     rec_df = np.full((n_rec - first_rec, N), np.nan)  # time-major: row = record
     rec_ntk = np.full((n_rec - first_rec, N), np.nan)
     if core is None:
@@ -273,7 +301,6 @@ def uv_batched_runs(
         )
     diverged = ~alive
 
-    kwargs = {k: v for k, v in analysis.items() if k != "tail"}
     lyap = np.full(N, np.nan)
     ok = np.flatnonzero(alive)
     if ok.size:
@@ -288,36 +315,39 @@ def uv_batched_runs(
             core=core,
         )
     P = n_rec if full else min(int(n_tail_points), T)
-    parts = []
-    tail_sharp = np.empty((N, P))
-    tail_loss = np.empty((N, P))
-    for start in range(0, N, chunk_size):
-        s = slice(start, start + chunk_size)
-        signals, loss, es_tail = _label_signals(
-            rec_df, rec_ntk, s, eta[s], kappa[s], y[s], core
+    # eta times the threshold, rounded as classify_run rounds it
+    edge = eta * GD.stability_threshold(eta)
+    if core is not None and not full:
+        # one compiled pass over the records, nothing materialised
+        out, tail_sharp, tail_loss = _compiled_labels(
+            core,
+            rec_df,
+            rec_ntk,
+            T,
+            P,
+            (eta, kappa, y),
+            diverged,
+            lyap,
+            max_es,
+            edge,
+            analysis,
         )
-        if full:  # the whole trace for the tables, its tail for the labels
-            tail_sharp[s], tail_loss[s] = signals[:, 1], loss
-            signals = np.ascontiguousarray(signals[:, :, n_rec - T :])
-            loss = np.ascontiguousarray(loss[:, n_rec - T :])
-            es_tail = np.ascontiguousarray(es_tail[:, n_rec - T :])
-        parts.append(
-            _analyze_batch(
-                signals,
-                loss,
-                es_tail,
-                diverged[s],
-                lyap[s],
-                max_es[s],
-                loss[:, -1],
-                # eta times the threshold, rounded as classify_run rounds it
-                edge=eta[s] * GD.stability_threshold(eta[s]),
-                **kwargs,
-            )
+    else:
+        out, tail_sharp, tail_loss = _labels(
+            rec_df,
+            rec_ntk,
+            T,
+            P,
+            (eta, kappa, y),
+            diverged,
+            lyap,
+            max_es,
+            edge,
+            analysis,
+            full=full,
+            chunk_size=chunk_size,
+            core=core,
         )
-        if not full:
-            tail_sharp[s], tail_loss[s] = signals[:, 1, T - P :], loss[:, T - P :]
-    out = {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
     out["n_iter"] = n_iter
     out["stability_threshold"] = GD.stability_threshold(eta)
     steps = schedule[n_rec - P :]
@@ -342,6 +372,108 @@ def uv_batched_runs(
             tails[j] = trace
     out["tails"] = tails
     return out
+
+
+def _labels(
+    rec_df,
+    rec_ntk,
+    T,
+    P,
+    runs,
+    diverged,
+    lyap,
+    max_es,
+    edge,
+    analysis,
+    *,
+    full,
+    chunk_size,
+    core,
+):
+    """Labels of :func:`uv_batched_runs` from the label signals, in chunks.
+
+    Returns ``(results, tail_sharpness, tail_loss)``; the tables hold the
+    last ``P`` records of each run (every record with ``full``).
+    """
+    eta, kappa, y = runs
+    N, n_rec = eta.size, rec_df.shape[0]
+    kwargs = {k: v for k, v in analysis.items() if k != "tail"}
+    parts = []
+    tail_sharp = np.empty((N, P))
+    tail_loss = np.empty((N, P))
+    for start in range(0, N, chunk_size):
+        s = slice(start, start + chunk_size)
+        signals, loss, es_tail = _label_signals(
+            rec_df, rec_ntk, s, eta[s], kappa[s], y[s], core
+        )
+        if full:  # the whole trace for the tables, its tail for the labels
+            tail_sharp[s], tail_loss[s] = signals[:, 1], loss
+            signals = np.ascontiguousarray(signals[:, :, n_rec - T :])
+            loss = np.ascontiguousarray(loss[:, n_rec - T :])
+            es_tail = np.ascontiguousarray(es_tail[:, n_rec - T :])
+        parts.append(
+            _analyze_batch(
+                signals,
+                loss,
+                es_tail,
+                diverged[s],
+                lyap[s],
+                max_es[s],
+                loss[:, -1],
+                edge=edge[s],
+                **kwargs,
+            )
+        )
+        if not full:
+            tail_sharp[s], tail_loss[s] = signals[:, 1, T - P :], loss[:, T - P :]
+    out = {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
+    return out, tail_sharp, tail_loss
+
+
+def _compiled_labels(
+    core, rec_df, rec_ntk, T, P, runs, diverged, lyap, max_es, edge, analysis
+):
+    """:func:`_labels` in one compiled pass (``core.uv_tail_statistics``)."""
+    eta, kappa, y = runs
+    N = eta.size
+    flt = np.empty((6, N))
+    period = np.zeros(N, dtype=np.int64)
+    flags = np.empty((4, N), dtype=bool)
+    tail_sharp = np.empty((N, P))
+    tail_loss = np.empty((N, P))
+    core.uv_tail_statistics(
+        rec_df,
+        rec_ntk,
+        rec_df.shape[0] - T,
+        eta,
+        kappa,
+        y,
+        diverged,
+        int(analysis["max_period"]),
+        float(analysis["rtol"]),
+        float(analysis.get("contraction", CONTRACTION)),
+        SETTLE_TOL,
+        flt,
+        period,
+        flags,
+        tail_sharp,
+        tail_loss,
+    )
+    stats = dict(
+        zip(("ok", "contracting", "non_monotone", "settled"), flags, strict=True)
+    )
+    stats.update(zip(("mean", "min", "max", "std", "drift"), flt[:5], strict=True))
+    stats["period"] = period
+    out = _label_runs(
+        stats,
+        lyap,
+        max_es,
+        flt[5],
+        edge=edge,
+        edge_band=analysis["edge_band"],
+        lyapunov_tol=analysis["lyapunov_tol"],
+    )
+    return out, tail_sharp, tail_loss
 
 
 def _advance_numpy(

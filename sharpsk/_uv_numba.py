@@ -21,7 +21,13 @@ are left to numpy (a compiled ``log`` may differ in the last bit).
 import numpy as np
 from numba import njit
 
-__all__ = ["uv_advance", "uv_signals", "uv_tangent_norms"]
+__all__ = [
+    "add_rows",
+    "uv_advance",
+    "uv_signals",
+    "uv_tail_statistics",
+    "uv_tangent_norms",
+]
 
 
 @njit(cache=True, error_model="numpy", inline="always")
@@ -223,6 +229,14 @@ def uv_tangent_norms(df, ntk, eta, ek, eek, y, bound, alive, ta, tb, out):
 
 
 @njit(cache=True, error_model="numpy")
+def add_rows(rows, first, total):
+    """``total += rows[t]`` for ``t = first, first + 1, ...``, in that order."""
+    for t in range(first, rows.shape[0]):
+        for i in range(total.size):
+            total[i] += rows[t, i]
+
+
+@njit(cache=True, error_model="numpy")
 def uv_signals(rec_df, rec_ntk, first, eta, kappa, y, signals, loss, eta_sharpness):
     """The series that label runs ``first, first + 1, ...``, from their records.
 
@@ -248,3 +262,299 @@ def uv_signals(rec_df, rec_ntk, first, eta, kappa, y, signals, loss, eta_sharpne
                 signals[i, 0, t], signals[i, 1, t], signals[i, 2, t] = ls, sharp, d
                 loss[i, t] = ls
                 eta_sharpness[i, t] = e * sharp
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _loss_sharpness(d, u, k4, y2):
+    """``(0.5 * d * d, uv_sharpness)`` rounded as :func:`uv_signals` rounds them."""
+    disc = u * u + (k4 * d) * (3.0 * d + y2)
+    if disc < 0.0:  # np.maximum(disc, 0.0): a NaN stays NaN
+        disc = 0.0
+    return (0.5 * d) * d, 0.5 * (u + np.sqrt(disc))
+
+
+@njit(cache=True, error_model="numpy")
+def _repeating(rec_df, rec_ntk, r, p, c0, cand, m, k4, y2, thr):
+    """Keep the candidates whose signals at record ``r`` repeat ``p`` before.
+
+    ``cand[:m]`` are chunk offsets (run ``c0 + i``); those whose three
+    signals are within ``thr`` of record ``r - p``'s stay, moved to the
+    front (order not kept), the others behind them; returns how many stay.
+    """
+    k = 0
+    while k < m:
+        i = cand[k]
+        j = c0 + i
+        d1, d0 = rec_df[r, j], rec_df[r - p, j]
+        near = abs(d1 - d0) <= thr[2, i]  # the residual first: no square root
+        if near:
+            l1, s1 = _loss_sharpness(d1, rec_ntk[r, j], k4[i], y2[i])
+            l0, s0 = _loss_sharpness(d0, rec_ntk[r - p, j], k4[i], y2[i])
+            near = abs(l1 - l0) <= thr[0, i] and abs(s1 - s0) <= thr[1, i]
+        if near:
+            k += 1
+        else:  # swapped behind the kept ones: cand[:m0] keeps every run
+            m -= 1
+            cand[k], cand[m] = cand[m], i
+    return m
+
+
+@njit(cache=True, error_model="numpy")
+def _cycle_amplitude(rec_df, r, r0, m, j):
+    """Sequential sum of ``|loss[r + k] - loss[r0 + k]|``, k < m, of run j."""
+    total = 0.0
+    for k in range(m):
+        d1, d0 = rec_df[r + k, j], rec_df[r0 + k, j]
+        amp = abs((0.5 * d1) * d1 - (0.5 * d0) * d0)
+        total = amp if k == 0 else total + amp
+    return total
+
+
+# Runs labelled at a time.  The accumulators of a chunk live in one flat
+# array, row k of run i at ``k * _CHUNK + i``: with the row stride a constant
+# LLVM sees that rows never overlap and vectorises the loops across runs (it
+# does not for the rows of a 2-D array, nor for many separate arrays).
+_CHUNK = 256
+# Rows of that array (per run): 0-2 the max and 3-5 the min of the signals
+# (loss, sharpness, residual); 6-8 their largest step in the quarter before
+# the final one, 9-11 in the final quarter; 12 the largest loss increase;
+# 13 the min, 14 the max, 15 the sum of eta * sharpness, 16-17 the sums of
+# its deviation from its first value and of the deviation's square, 18-19
+# its sums over the first and the second half; 20-22 the last record's
+# signals; 23 the first eta * sharpness; 24-25 the record (residual, NTK);
+# 26-28 4 kappa, 2 y, eta; 29 1.0 while every value is finite, else 0.0.
+_ROWS = 30
+
+
+@njit(cache=True, error_model="numpy")
+def _first_record(n, w):
+    """Start the accumulators of ``w`` at the record in its rows 24-25."""
+    C = _CHUNK
+    for i in range(n):
+        d = w[24 * C + i]
+        ls, sh = _loss_sharpness(d, w[25 * C + i], w[26 * C + i], w[27 * C + i])
+        es = w[28 * C + i] * sh
+        fin = (abs(ls) < np.inf) & (abs(sh) < np.inf) & (abs(d) < np.inf)
+        w[29 * C + i] = 1.0 if fin & (abs(es) < np.inf) else 0.0
+        w[0 * C + i] = w[3 * C + i] = w[20 * C + i] = ls
+        w[1 * C + i] = w[4 * C + i] = w[21 * C + i] = sh
+        w[2 * C + i] = w[5 * C + i] = w[22 * C + i] = d
+        for k in range(6, 12):
+            w[k * C + i] = 0.0
+        w[12 * C + i] = -np.inf
+        w[13 * C + i] = w[14 * C + i] = w[15 * C + i] = es
+        w[18 * C + i] = w[19 * C + i] = w[23 * C + i] = es
+        w[16 * C + i] = w[17 * C + i] = 0.0
+
+
+@njit(cache=True, error_model="numpy")
+def _next_record(n, w, before, final, first_half, restart, second_half):
+    """Fold the record in rows 24-25 of ``w`` into its accumulators.
+
+    The flags say where the record lies in the tail; they are the same for
+    every run, so they select, and the loop stays vectorised.
+    """
+    C = _CHUNK
+    for i in range(n):
+        d = w[24 * C + i]
+        ls, sh = _loss_sharpness(d, w[25 * C + i], w[26 * C + i], w[27 * C + i])
+        es = w[28 * C + i] * sh
+        fin = (abs(ls) < np.inf) & (abs(sh) < np.inf) & (abs(d) < np.inf)
+        ok = w[29 * C + i]
+        w[29 * C + i] = ok if fin & (abs(es) < np.inf) else 0.0
+        rise = ls - w[20 * C + i]
+        top = w[12 * C + i]
+        w[12 * C + i] = rise if rise > top else top
+        hi, lo, step = w[0 * C + i], w[3 * C + i], abs(ls - w[20 * C + i])
+        w[0 * C + i] = ls if ls > hi else hi
+        w[3 * C + i] = ls if ls < lo else lo
+        b, f = w[6 * C + i], w[9 * C + i]
+        w[6 * C + i] = step if before and step > b else b
+        w[9 * C + i] = step if final and step > f else f
+        w[20 * C + i] = ls
+        hi, lo, step = w[1 * C + i], w[4 * C + i], abs(sh - w[21 * C + i])
+        w[1 * C + i] = sh if sh > hi else hi
+        w[4 * C + i] = sh if sh < lo else lo
+        b, f = w[7 * C + i], w[10 * C + i]
+        w[7 * C + i] = step if before and step > b else b
+        w[10 * C + i] = step if final and step > f else f
+        w[21 * C + i] = sh
+        hi, lo, step = w[2 * C + i], w[5 * C + i], abs(d - w[22 * C + i])
+        w[2 * C + i] = d if d > hi else hi
+        w[5 * C + i] = d if d < lo else lo
+        b, f = w[8 * C + i], w[11 * C + i]
+        w[8 * C + i] = step if before and step > b else b
+        w[11 * C + i] = step if final and step > f else f
+        w[22 * C + i] = d
+        lo, hi = w[13 * C + i], w[14 * C + i]
+        w[13 * C + i] = es if es < lo else lo
+        w[14 * C + i] = es if es > hi else hi
+        w[15 * C + i] += es
+        dev = es - w[23 * C + i]
+        w[16 * C + i] += dev
+        w[17 * C + i] += dev * dev
+        h1, h2 = w[18 * C + i], w[19 * C + i]
+        w[18 * C + i] = h1 + es if first_half else h1
+        w[19 * C + i] = es if restart else (h2 + es if second_half else h2)
+
+
+@njit(cache=True, error_model="numpy")
+def _accumulate(rec_df, rec_ntk, i0, T, c0, n, w):
+    """Stream the T records from ``i0`` of runs ``c0 .. c0 + n`` into ``w``."""
+    C = _CHUNK
+    q = max(1, (T - 1) // 4)
+    h = T // 2
+    for t in range(T):
+        w[24 * C : 24 * C + n] = rec_df[i0 + t, c0 : c0 + n]
+        w[25 * C : 25 * C + n] = rec_ntk[i0 + t, c0 : c0 + n]
+        if t == 0:
+            _first_record(n, w)
+            continue
+        before = T >= 8 and T - 2 * q <= t <= T - q - 1
+        final = T >= 8 and t >= T - q
+        _next_record(n, w, before, final, t < h, t == T - h, t > T - h)
+
+
+@njit(cache=True, error_model="numpy")
+def uv_tail_statistics(
+    rec_df,
+    rec_ntk,
+    i0,
+    eta,
+    kappa,
+    y,
+    blocked,
+    max_period,
+    rtol,
+    contraction,
+    settle_tol,
+    flt,
+    period,
+    flags,
+    tail_sharpness,
+    tail_loss,
+):
+    """:func:`sharpsk._dynamics._tail_statistics` of every run, from its records.
+
+    The tail of run ``j`` is ``rec_df[i0:, j]`` and ``rec_ntk[i0:, j]``
+    (time-major records, T rows); its signals (loss, sharpness, residual)
+    and ``eta * sharpness`` are those of :func:`uv_signals`, recomputed where
+    needed instead of stored.  Runs go in chunks; a chunk streams its
+    records row by row into one accumulator per run and statistic, a loop
+    vectorised across runs whose per-run operations are those of the numpy
+    function in its order (sequential sums, exact maxima): the same bits.
+    Outputs, per run: ``flt`` (6, N) the mean, min, max and standard
+    deviation of ``eta * sharpness``, the drift and the final loss;
+    ``period`` (N,); ``flags`` (4, N) ok, contracting, non-monotone and
+    settled; ``tail_sharpness`` and ``tail_loss`` (N, P), the last P records.
+    """
+    R, N = rec_df.shape
+    T = R - i0
+    P = tail_loss.shape[1]
+    C = _CHUNK
+    acc = np.empty((_ROWS, C))  # the accumulators, see _ROWS
+    scale = np.empty((3, C))
+    thr = np.empty((3, C))
+    k4 = np.empty(C)
+    y2 = np.empty(C)
+    e = np.empty(C)
+    ok = np.empty(C, dtype=np.bool_)
+    cand = np.empty(C, dtype=np.int64)
+    h = T // 2
+    Pmax = min(max_period, T // 3)
+    W = min(T - Pmax, max(T // 2, 2 * Pmax))
+    tiny = np.finfo(np.float64).tiny
+    for c0 in range(0, N, C):
+        n = min(C, N - c0)
+        for i in range(n):
+            k4[i], y2[i], e[i] = 4.0 * kappa[c0 + i], 2.0 * y[c0 + i], eta[c0 + i]
+        acc[26, :n], acc[27, :n], acc[28, :n] = k4[:n], y2[:n], e[:n]
+        _accumulate(rec_df, rec_ntk, i0, T, c0, n, acc.ravel())
+        for i in range(n):
+            j = c0 + i
+            flt[5, j] = acc[20, i]  # the final loss
+            ok[i] = acc[29, i] == 1.0 and not blocked[j]
+            flags[0, j] = ok[i]
+            period[j] = 0
+            flags[1, j] = flags[2, j] = False
+            flags[3, j] = True
+            for f in range(5):
+                flt[f, j] = np.nan
+            if not ok[i]:
+                continue
+            for k in range(3):  # _signal_scale, then the repeat threshold
+                scale[k, i] = max(max(acc[k, i], -acc[3 + k, i]), tiny)
+                thr[k, i] = rtol * scale[k, i]
+            if T >= 8:
+                fin = max(
+                    max(acc[9, i] / scale[0, i], acc[10, i] / scale[1, i]),
+                    acc[11, i] / scale[2, i],
+                )
+                bef = max(
+                    max(acc[6, i] / scale[0, i], acc[7, i] / scale[1, i]),
+                    acc[8, i] / scale[2, i],
+                )
+                flags[1, j] = fin <= contraction * bef
+            if T >= 2:
+                flags[2, j] = acc[12, i] > thr[0, i]
+            flt[0, j] = acc[15, i] / T
+            flt[1, j], flt[2, j] = acc[13, i], acc[14, i]
+            s1, s2 = acc[16, i], acc[17, i]
+            flt[3, j] = np.sqrt(max((s2 - s1 * s1 / T) / T, 0.0))
+            if T >= 4:
+                drift = (acc[19, i] / h) / (acc[18, i] / h) - 1.0
+                flt[4, j] = drift
+                flags[3, j] = not (abs(drift) > settle_tol)
+
+        # Period detection (_period_batch): the cheap test on the last record
+        # for every run still without a period, then the whole window for
+        # the candidates that pass it, one record at a time.
+        todo = 0
+        for i in range(n):
+            if ok[i]:
+                cand[todo] = i
+                todo += 1
+        for p in range(1, Pmax + 1):
+            if todo == 0:
+                break
+            m = _repeating(rec_df, rec_ntk, i0 + T - 1, p, c0, cand, todo, k4, y2, thr)
+            for t in range(T - W, T - 1):
+                if m == 0:
+                    break
+                m = _repeating(rec_df, rec_ntk, i0 + t, p, c0, cand, m, k4, y2, thr)
+            for k in range(m):
+                period[c0 + cand[k]] = p
+            kept = 0
+            for k in range(todo):  # the runs still without a period
+                if period[c0 + cand[k]] == 0:
+                    cand[kept] = cand[k]
+                    kept += 1
+            todo = kept
+
+        # The amplitude of even cycles (_settling), one period at a time.
+        for p in range(2, Pmax + 1, 2):
+            half = p // 2
+            m = (T - half) // 2
+            if T - half < 4:
+                continue
+            runs = 0
+            for i in range(n):
+                if ok[i] and period[c0 + i] == p:
+                    cand[runs] = i
+                    runs += 1
+            for k in range(runs):
+                i, j = cand[k], c0 + cand[k]
+                a1 = _cycle_amplitude(rec_df, i0 + half, i0, m, j) / m
+                a2 = _cycle_amplitude(rec_df, i0 + T - m, i0 + T - m - half, m, j) / m
+                change = abs(a2 / a1 - 1.0) if a1 > 1e-9 * scale[0, i] else 0.0
+                flags[3, j] = flags[3, j] and change <= settle_tol
+
+        # The tables: the last P records of every run.
+        for t in range(T - P, T):
+            for i in range(n):
+                j = c0 + i
+                ls, sharp = _loss_sharpness(
+                    rec_df[i0 + t, j], rec_ntk[i0 + t, j], k4[i], y2[i]
+                )
+                tail_sharpness[j, t - (T - P)] = sharp
+                tail_loss[j, t - (T - P)] = ls

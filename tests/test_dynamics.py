@@ -12,6 +12,7 @@ from scipy.optimize import brentq
 from sharpsk._dynamics import (
     LABELS,
     _analyze_batch,
+    _seqsum,
     classify_run,
     default_tail,
     detect_period,
@@ -233,6 +234,40 @@ def test_batch_equals_single_runs():
         for key in batch:
             assert_array_equal(one[key], batch[key][i : i + 1], err_msg=key)
     assert set(batch["label"]) <= set(LABELS)
+
+
+def test_tail_statistics_are_sequential_sums_close_to_numpy():
+    # The labels' means and standard deviation are sequential sums (what the
+    # compiled labeller computes); they agree with numpy's pairwise ones to
+    # round-off, including a tail with a tiny spread about a large offset
+    # and one whose first value is an outlier.
+    rng = np.random.default_rng(0)
+    T = 1024
+    es = np.stack(
+        [
+            rng.random(T),
+            1.9 + 1e-9 * rng.standard_normal(T),
+            np.r_[5.0, np.full(T - 1, 2.0) + 1e-12 * rng.standard_normal(T - 1)],
+            np.tile([1.7, 2.3], T // 2),
+        ]
+    )
+    x = np.cumsum(es, axis=1)[:, -1]
+    assert_array_equal(_seqsum(es), x)
+    assert_array_equal(_seqsum(es[:, :0]), np.zeros(4))
+    loss = es.copy()
+    res = _analyze_batch(
+        np.stack([loss, es], axis=1),
+        loss,
+        es,
+        np.zeros(4, bool),
+        np.full(4, np.nan),
+        es.max(axis=1),
+        loss[:, -1],
+        edge=2.0,
+    )
+    assert_allclose(res["eta_sharpness_mean"], es.mean(axis=1), rtol=1e-14)
+    assert_allclose(res["eta_sharpness_std"], es.std(axis=1), rtol=1e-8)
+    assert_allclose(res["eta_sharpness_std"][3], 0.3, rtol=1e-14)
 
 
 # --------------------------------------------------------------------------

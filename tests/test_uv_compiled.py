@@ -96,6 +96,21 @@ def test_compiled_core_with_short_runs_and_explicit_tails():
         )
 
 
+def test_compiled_labels_in_batches_of_shuffled_runs(monkeypatch):
+    # More runs than a compiled batch (and than a chunk of the labeller), in
+    # a random order, so that runs of every period, chaotic and diverged runs
+    # share chunks: the compiled statistics (period candidates dropped and
+    # kept, cycle amplitudes, sums) equal the numpy ones run by run.
+    monkeypatch.setattr(sharpsk._uv_batched, "_COMPILED_BATCH", 300)
+    rates = np.random.default_rng(0).permutation(np.linspace(0.3, 2.6, 700))
+    args = kernel_args(rates=rates, max_iter=1200)
+    kw = {"analysis": ANALYSIS, "n_tail_points": 16}
+    ref = uv_batched_runs(*args, compiled=False, **kw)
+    assert_kernel_outputs_equal(ref, uv_batched_runs(*args, compiled=True, **kw))
+    periods = set(ref["period"][ref["label"] == "periodic"])
+    assert {4, 8} <= periods and (~ref["settled"]).any()
+
+
 def test_compiled_lyapunov_equals_uv_lyapunov(rng):
     n = 300
     eta = rng.uniform(0.2, 3.0, n)
