@@ -872,7 +872,7 @@ default=None
         shape = (n_lr,) if not names else (n_cand, n_lr)
         self.labels_ = np.asarray(results["label"], dtype=object).reshape(shape)
         self.learning_rates_ = eta.reshape(shape)
-        self.trace_tails_ = self._tidy_tails(collected.tails, results, names)
+        self.trace_tails_ = self._tidy_tails(collected.ragged_tails(), results, names)
         self.engine_ = engine
         self.lr_units_ = units
         self.n_runs_ = n_runs
@@ -980,24 +980,22 @@ default=None
         return self.normalize
 
     def _tidy_tails(self, tails, results, names):
-        lengths = np.array([t[1].size for t in tails], dtype=np.int64)
-        run = np.repeat(np.arange(lengths.size), lengths)
+        """``trace_tails_`` from the ragged records of every run."""
+        lengths = tails["lengths"]
 
-        def cat(arrays, dtype):
-            if not arrays:
-                return np.empty(0, dtype=dtype)
-            return np.concatenate(arrays).astype(dtype)
+        def per_record(column):  # one value per run, repeated for its records
+            return np.repeat(np.asarray(column), lengths)
 
-        sharp = cat([t[1] for t in tails], float)
-        table = {"run": run, "learning_rate": results["learning_rate"][run]}
+        table = {"run": per_record(np.arange(lengths.size))}
+        table["learning_rate"] = per_record(results["learning_rate"])
         for axis in names:
             key = f"param_{axis}"
-            table[key] = results[key][run]
-        table["step"] = cat([t[0] for t in tails], np.int64)
-        table["sharpness"] = sharp
-        table["eta_sharpness"] = table["learning_rate"] * sharp
-        table["stability_threshold"] = results["stability_threshold"][run]
-        table["loss"] = cat([t[2] for t in tails], float)
+            table[key] = per_record(results[key])
+        table["step"] = tails["step"]
+        table["sharpness"] = tails["sharpness"]
+        table["eta_sharpness"] = table["learning_rate"] * tails["sharpness"]
+        table["stability_threshold"] = per_record(results["stability_threshold"])
+        table["loss"] = tails["loss"]
         return table
 
     def to_frame(self, kind="results"):
@@ -1080,43 +1078,99 @@ def _column(values):
 def _distinct_rows(*columns):
     """The distinct rows of ``columns`` in order of first appearance (a list
     of tuples), and the index of each row's among them."""
-    codes = {}
-    rows = zip(*(np.asarray(c).tolist() for c in columns), strict=True)
-    index = [codes.setdefault(row, len(codes)) for row in rows]
-    return list(codes), np.asarray(index, dtype=np.intp)
+    try:
+        table = np.column_stack([np.asarray(c, dtype=np.int64) for c in columns])
+    except (TypeError, ValueError):  # seeds None (or other objects)
+        codes = {}
+        rows = zip(*(np.asarray(c).tolist() for c in columns), strict=True)
+        index = [codes.setdefault(row, len(codes)) for row in rows]
+        return list(codes), np.asarray(index, dtype=np.intp)
+    rows, first, inverse = np.unique(
+        table, axis=0, return_index=True, return_inverse=True
+    )
+    order = np.argsort(first)
+    rank = np.empty_like(order)
+    rank[order] = np.arange(order.size)
+    return [tuple(r) for r in rows[order].tolist()], rank[inverse.ravel()]
 
 
 def _as_block(part):
     """A worker's result as a block: ``columns`` (arrays over its runs),
-    ``tails`` (one ``(steps, sharpness, loss)`` per run) and ``n_warnings``.
+    ``tails`` (:func:`_ragged` records of its runs) and ``n_warnings``.
 
     Accepts the dict of one per-run fit (:func:`_fit_and_label`) and the
-    output of a batched kernel (per-run arrays plus either ``tails`` or the
-    arrays ``tail_steps`` (common), ``tail_sharpness`` and ``tail_loss``).
+    output of a batched kernel (per-run arrays plus either ``tails``, one
+    ``(steps, sharpness, loss)`` per run, or the arrays ``tail_steps``
+    (common), ``tail_sharpness`` and ``tail_loss``; a diverged run keeps no
+    record there).
     """
     part = dict(part)
     if np.ndim(part["label"]) == 0:  # one per-run fit
-        tails = [
-            (part.pop("tail_steps"), part.pop("tail_sharpness"), part.pop("tail_loss"))
-        ]
+        one = (
+            part.pop("tail_steps"),
+            part.pop("tail_sharpness"),
+            part.pop("tail_loss"),
+        )
+        tails = _ragged([one])
         columns = {k: np.array([v]) for k, v in part.items()}
     else:
         if "tails" in part:
-            tails = list(part.pop("tails"))
+            tails = _ragged(part.pop("tails"))
         else:
-            steps = part.pop("tail_steps")
+            steps = np.asarray(part.pop("tail_steps"), dtype=np.int64)
             sharp, loss = part.pop("tail_sharpness"), part.pop("tail_loss")
-            empty = np.empty(0)
-            tails = [
-                (steps, sharp[j], loss[j])
-                if not diverged
-                else (np.empty(0, dtype=np.int64), empty, empty)
-                for j, diverged in enumerate(part["diverged"])
-            ]
+            kept = ~np.asarray(part["diverged"], dtype=bool)
+            tails = {
+                "lengths": np.where(kept, steps.size, 0).astype(np.int64),
+                "step": np.tile(steps, int(kept.sum())),
+                "sharpness": np.asarray(sharp, dtype=float)[kept].ravel(),
+                "loss": np.asarray(loss, dtype=float)[kept].ravel(),
+            }
         columns = {k: np.asarray(v) for k, v in part.items()}
-        columns.setdefault("n_warnings", np.zeros(len(tails), dtype=np.int64))
+        columns.setdefault("n_warnings", np.zeros(tails["lengths"].size, np.int64))
     columns["label"] = columns["label"].astype(object)
     return {"columns": columns, "tails": tails}
+
+
+def _ragged(tails):
+    """Per-run ``(steps, sharpness, loss)`` records as one ragged table: the
+    ``lengths`` of the runs and the concatenated ``step``, ``sharpness`` and
+    ``loss``.  A table passes through."""
+    if isinstance(tails, dict):
+        return tails
+    tails = list(tails)
+
+    def cat(k, dtype):
+        return np.concatenate([np.asarray(t[k], dtype=dtype) for t in tails] or [[]])
+
+    return {
+        "lengths": np.array([np.size(t[0]) for t in tails], dtype=np.int64),
+        "step": cat(0, np.int64),
+        "sharpness": cat(1, float),
+        "loss": cat(2, float),
+    }
+
+
+def _is_range(index, first=None, size=None):
+    """Whether ``index`` is ``first, first + 1, ...`` (of ``size`` items)."""
+    index = np.asarray(index)
+    if index.size == 0 or (size is not None and index.size != size):
+        return False
+    start = index[0] if first is None else first
+    return (
+        index[0] == start
+        and index[-1] - start == index.size - 1
+        and (index.size < 2 or bool(np.all(np.diff(index) == 1)))
+    )
+
+
+def _segments(lengths, rows):
+    """Positions in a ragged table (runs of ``lengths``) of the records of
+    ``rows``, concatenated in that order."""
+    starts = np.cumsum(lengths) - lengths
+    n = lengths[rows]
+    first = np.repeat(starts[rows] - (np.cumsum(n) - n), n)
+    return first + np.arange(first.size)
 
 
 class _Collected:
@@ -1124,7 +1178,7 @@ class _Collected:
 
     def __init__(self, n_runs):
         self.columns = {}
-        self.tails = [None] * n_runs
+        self.tails = []  # (index, ragged records of a block, rows of it)
         self.filled = np.zeros(n_runs, dtype=bool)
 
     def load(self, store, keys):
@@ -1148,10 +1202,31 @@ class _Collected:
                 dtype = object if values.dtype == object else values.dtype
                 self.columns[key] = np.zeros(n, dtype=dtype)
             self.columns[key][index] = values[rows]
-        tails = block["tails"]
-        for i, r in zip(index.tolist(), rows.tolist(), strict=True):
-            self.tails[i] = tails[r]
+        self.tails.append((index, _ragged(block["tails"]), rows))
         self.filled[index] = True
+
+    def ragged_tails(self):
+        """The records of every run as one ragged table, in run order."""
+        lengths = np.zeros(self.filled.size, dtype=np.int64)
+        for index, tails, rows in self.tails:
+            lengths[index] = tails["lengths"][rows]
+        out = {"lengths": lengths}
+        total = int(lengths.sum())
+        for key, dtype in (("step", np.int64), ("sharpness", float), ("loss", float)):
+            out[key] = np.empty(total, dtype=dtype)
+        starts = np.cumsum(lengths) - lengths
+        for index, tails, rows in self.tails:
+            n = int(lengths[index].sum())
+            if _is_range(rows, 0, tails["lengths"].size) and _is_range(index):
+                # a whole block of consecutive runs (the usual case): a copy
+                dst = slice(starts[index[0]], starts[index[0]] + n)
+                src = slice(0, n)
+            else:
+                src = _segments(tails["lengths"], rows)
+                dst = _segments(lengths, index)
+            for key in ("step", "sharpness", "loss"):
+                out[key][dst] = tails[key][src]
+        return out
 
 
 class _ParquetSink:

@@ -307,3 +307,25 @@ def test_killed_scan_keeps_finished_runs_in_file_and_cache(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         resumed.fit(X, y)
     assert len(pd.read_parquet(path)) == 3  # found in the cache, streamed again
+
+
+def test_ragged_tails_of_blocks_in_any_order():
+    # Blocks arrive in any order and cover any runs (a worker's block, cached
+    # runs picked out of stored blocks): the records come out in run order.
+    rng = np.random.default_rng(0)
+    per_run = []
+    for run in range(9):
+        n = int(rng.integers(0, 5))
+        per_run.append((np.arange(n) + 10 * run, rng.random(n), rng.random(n)))
+    collected = scan_module._Collected(9)
+    pieces = [([3, 4, 5], [0, 1, 2]), ([8, 0], [1, 0]), ([7, 1, 2, 6], [3, 0, 2, 1])]
+    for index, rows in pieces:
+        stored = [None] * len(rows)  # the block, its runs in its own order
+        for i, r in zip(index, rows, strict=True):
+            stored[r] = per_run[i]
+        block = {"columns": {"run": np.zeros(len(rows))}, "tails": stored}
+        collected.fill(np.array(index), block, np.array(rows))
+    out = collected.ragged_tails()
+    assert out["lengths"].tolist() == [t[0].size for t in per_run]
+    for k, key in enumerate(("step", "sharpness", "loss")):
+        np.testing.assert_array_equal(out[key], np.concatenate([t[k] for t in per_run]))
