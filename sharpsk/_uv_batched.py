@@ -239,115 +239,43 @@ def uv_batched_runs(
     schedule = recorded_steps(max_iter, int(record_every))
     n_rec = schedule.size
     T = labelled_tail(n_rec, analysis)
-    first_tail = n_rec - T
-    t_tail = schedule[first_tail]
     full = n_tail_points is None  # every record kept: no run is frozen
-    first_rec = 0 if full else first_tail  # first record stored
 
     bound = divergence_bound(delta_f0, y)
     alive = np.abs(delta_f0) <= bound
     n_iter = np.where(alive, max_iter, 0)
     max_es = np.full(N, -np.inf)
     core = compiled_core(compiled, N, max_iter)
-    if core is not None and not full and N > _COMPILED_BATCH:
-        # Batches whose records stay in cache from the stepping to the labels.
-        parts = [
-            uv_batched_runs(
-                *(a[s] for a in (delta_f0, ntk0, eta, kappa, y)),
-                max_iter,
-                record_every,
-                analysis=analysis,
-                n_tail_points=n_tail_points,
-                compiled=True,
-            )
-            for s in gen_batches(N, _COMPILED_BATCH)
-        ]
-        out = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-        out["tail_steps"] = parts[0]["tail_steps"]
-        return out
-    rec_df = np.full((n_rec - first_rec, N), np.nan)  # time-major: row = record
-    rec_ntk = np.full((n_rec - first_rec, N), np.nan)
-    if core is None:
-        _advance_numpy(
-            delta_f0.copy(),
-            ntk0.copy(),
-            (eta, kappa, y, bound),
-            (alive, n_iter, max_es, rec_df, rec_ntk),
-            schedule=schedule,
-            first_rec=first_rec,
-            first_tail=first_tail,
-            max_iter=max_iter,
-            full=full,
-        )
-    else:
-        ek = eta * kappa  # as _UVStepper and _ActiveRuns compute them
-        params = [eta, ek, eta * ek, y, 4.0 * kappa, 2.0 * y, bound]
-        core.uv_advance(
-            delta_f0.copy(),
-            ntk0.copy(),
-            np.stack(params + [_FLUSH_RATIO * bound]),
-            alive,
-            n_iter,
-            max_es,
-            rec_df,
-            rec_ntk,
-            schedule.astype(np.int64),
-            int(first_rec),
-            int(first_tail),
-            max_iter,
-            full,
-            _FLUSH_EVERY,
-            _FREEZE_EVERY,
-        )
-    diverged = ~alive
-
-    lyap = np.full(N, np.nan)
-    ok = np.flatnonzero(alive)
-    if ok.size:
-        i0 = first_tail - first_rec
-        lyap[ok] = tail_lyapunov(
-            rec_df[i0, ok],
-            rec_ntk[i0, ok],
-            eta[ok],
-            kappa[ok],
-            y[ok],
-            max_iter - t_tail,
-            core=core,
-        )
     P = n_rec if full else min(int(n_tail_points), T)
     # eta times the threshold, rounded as classify_run rounds it
     edge = eta * GD.stability_threshold(eta)
     if core is not None and not full:
-        # one compiled pass over the records, nothing materialised
-        out, tail_sharp, tail_loss = _compiled_labels(
+        out, tail_sharp, tail_loss = _compiled_scan(
             core,
-            rec_df,
-            rec_ntk,
-            T,
-            P,
-            (eta, kappa, y),
-            diverged,
-            lyap,
-            max_es,
-            edge,
-            analysis,
+            (delta_f0, ntk0, eta, kappa, y, bound),
+            (alive, n_iter, max_es),
+            schedule=schedule,
+            T=T,
+            P=P,
+            max_iter=max_iter,
+            edge=edge,
+            analysis=analysis,
         )
     else:
-        out, tail_sharp, tail_loss = _labels(
-            rec_df,
-            rec_ntk,
-            T,
-            P,
-            (eta, kappa, y),
-            diverged,
-            lyap,
-            max_es,
-            edge,
-            analysis,
+        out, tail_sharp, tail_loss = _advance_and_label(
+            core,
+            (delta_f0, ntk0, eta, kappa, y, bound),
+            (alive, n_iter, max_es),
+            schedule=schedule,
+            T=T,
+            P=P,
+            max_iter=max_iter,
+            edge=edge,
+            analysis=analysis,
             full=full,
             chunk_size=chunk_size,
-            core=core,
         )
+    diverged = ~alive
     out["n_iter"] = n_iter
     out["stability_threshold"] = GD.stability_threshold(eta)
     steps = schedule[n_rec - P :]
@@ -372,6 +300,179 @@ def uv_batched_runs(
             tails[j] = trace
     out["tails"] = tails
     return out
+
+
+def _advance_and_label(
+    core, runs, out, *, schedule, T, P, max_iter, edge, analysis, full, chunk_size
+):
+    """The runs of :func:`uv_batched_runs` all at once: records, Lyapunov
+    exponents and labels; the numpy path, and the compiled one for full
+    traces.  ``runs`` is ``(delta_f0, ntk0, eta, kappa, y, bound)``, ``out``
+    ``(alive, n_iter, max_es)`` (updated in place).  Returns ``(results,
+    tail_sharpness, tail_loss)``."""
+    delta_f0, ntk0, eta, kappa, y, bound = runs
+    alive, n_iter, max_es = out
+    N, n_rec = eta.size, schedule.size
+    first_tail = n_rec - T
+    first_rec = 0 if full else first_tail  # first record stored
+    rec_df = np.full((n_rec - first_rec, N), np.nan)  # time-major: row = record
+    rec_ntk = np.full((n_rec - first_rec, N), np.nan)
+    if core is None:
+        _advance_numpy(
+            delta_f0.copy(),
+            ntk0.copy(),
+            (eta, kappa, y, bound),
+            (alive, n_iter, max_es, rec_df, rec_ntk),
+            schedule=schedule,
+            first_rec=first_rec,
+            first_tail=first_tail,
+            max_iter=max_iter,
+            full=full,
+        )
+    else:
+        core.uv_advance(
+            delta_f0.copy(),
+            ntk0.copy(),
+            _compiled_params(eta, kappa, y, bound),
+            alive,
+            n_iter,
+            max_es,
+            rec_df,
+            rec_ntk,
+            schedule.astype(np.int64),
+            int(first_rec),
+            int(first_tail),
+            max_iter,
+            full,
+            _FLUSH_EVERY,
+            _FREEZE_EVERY,
+        )
+    lyap = np.full(N, np.nan)
+    ok = np.flatnonzero(alive)
+    if ok.size:
+        i0 = first_tail - first_rec
+        lyap[ok] = tail_lyapunov(
+            rec_df[i0, ok],
+            rec_ntk[i0, ok],
+            eta[ok],
+            kappa[ok],
+            y[ok],
+            max_iter - schedule[first_tail],
+            core=core,
+        )
+    return _labels(
+        rec_df,
+        rec_ntk,
+        T,
+        P,
+        (eta, kappa, y),
+        ~alive,
+        lyap,
+        max_es,
+        edge,
+        analysis,
+        full=full,
+        chunk_size=chunk_size,
+        core=core,
+    )
+
+
+def _compiled_params(eta, kappa, y, bound):
+    """The per-run constants of ``core.uv_advance`` (8, N), rounded as
+    :class:`sharpsk._maps._UVStepper` and ``_ActiveRuns`` round them."""
+    ek = eta * kappa
+    params = [eta, ek, eta * ek, y, 4.0 * kappa, 2.0 * y, bound]
+    return np.stack(params + [_FLUSH_RATIO * bound])
+
+
+def _compiled_scan(core, runs, out, *, schedule, T, P, max_iter, edge, analysis):
+    """:func:`_advance_and_label` in the compiled core, in batches of
+    ``_COMPILED_BATCH`` runs (the tail window only, ``n_tail_points`` set).
+
+    Each batch is stepped, its Lyapunov exponents computed and its tail
+    statistics taken (``core.uv_tail_statistics``, one pass over the records,
+    nothing materialised) while its records are still in cache; the record
+    buffers are reused from batch to batch, not filled with NaN: a diverged
+    run's records after its divergence are never read for a result.
+    """
+    delta_f0, ntk0, eta, kappa, y, bound = runs
+    alive, n_iter, max_es = out
+    N = eta.size
+    first_tail = schedule.size - T
+    params = _compiled_params(eta, kappa, y, bound)
+    batch = max(1, min(N, _COMPILED_BATCH))
+    buffers = np.empty((2, T * batch))
+    lyap = np.full(N, np.nan)
+    flt = np.empty((N, 6))
+    period = np.zeros(N, dtype=np.int64)
+    flags = np.empty((N, 4), dtype=bool)
+    tail_sharp = np.empty((N, P))
+    tail_loss = np.empty((N, P))
+    steps = schedule.astype(np.int64)
+    for s in gen_batches(N, batch):
+        n = s.stop - s.start
+        rec_df, rec_ntk = (b[: T * n].reshape(T, n) for b in buffers)
+        core.uv_advance(
+            delta_f0[s].copy(),
+            ntk0[s].copy(),
+            np.ascontiguousarray(params[:, s]),
+            alive[s],
+            n_iter[s],
+            max_es[s],
+            rec_df,
+            rec_ntk,
+            steps,
+            int(first_tail),
+            int(first_tail),
+            max_iter,
+            False,
+            _FLUSH_EVERY,
+            _FREEZE_EVERY,
+        )
+        ok = np.flatnonzero(alive[s])
+        if ok.size:
+            lyap[s.start + ok] = tail_lyapunov(
+                rec_df[0, ok],
+                rec_ntk[0, ok],
+                eta[s][ok],
+                kappa[s][ok],
+                y[s][ok],
+                max_iter - schedule[first_tail],
+                core=core,
+            )
+        core.uv_tail_statistics(
+            rec_df,
+            rec_ntk,
+            0,
+            eta[s],
+            kappa[s],
+            y[s],
+            ~alive[s],
+            int(analysis["max_period"]),
+            float(analysis["rtol"]),
+            float(analysis.get("contraction", CONTRACTION)),
+            SETTLE_TOL,
+            flt[s],
+            period[s],
+            flags[s],
+            tail_sharp[s],
+            tail_loss[s],
+        )
+    stats = dict(
+        zip(("ok", "contracting", "non_monotone", "settled"), flags.T, strict=True)
+    )
+    stats.update(zip(("mean", "min", "max", "std", "drift"), flt.T[:5], strict=True))
+    stats["period"] = period
+    out = _label_runs(
+        stats,
+        lyap,
+        max_es,
+        flt[:, 5],
+        edge=edge,
+        edge_band=analysis["edge_band"],
+        lyapunov_tol=analysis["lyapunov_tol"],
+    )
+    return out, tail_sharp, tail_loss
 
 
 def _labels(
@@ -427,52 +528,8 @@ def _labels(
         if not full:
             tail_sharp[s], tail_loss[s] = signals[:, 1, T - P :], loss[:, T - P :]
     out = {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
-    return out, tail_sharp, tail_loss
-
-
-def _compiled_labels(
-    core, rec_df, rec_ntk, T, P, runs, diverged, lyap, max_es, edge, analysis
-):
-    """:func:`_labels` in one compiled pass (``core.uv_tail_statistics``)."""
-    eta, kappa, y = runs
-    N = eta.size
-    flt = np.empty((6, N))
-    period = np.zeros(N, dtype=np.int64)
-    flags = np.empty((4, N), dtype=bool)
-    tail_sharp = np.empty((N, P))
-    tail_loss = np.empty((N, P))
-    core.uv_tail_statistics(
-        rec_df,
-        rec_ntk,
-        rec_df.shape[0] - T,
-        eta,
-        kappa,
-        y,
-        diverged,
-        int(analysis["max_period"]),
-        float(analysis["rtol"]),
-        float(analysis.get("contraction", CONTRACTION)),
-        SETTLE_TOL,
-        flt,
-        period,
-        flags,
-        tail_sharp,
-        tail_loss,
-    )
-    stats = dict(
-        zip(("ok", "contracting", "non_monotone", "settled"), flags, strict=True)
-    )
-    stats.update(zip(("mean", "min", "max", "std", "drift"), flt[:5], strict=True))
-    stats["period"] = period
-    out = _label_runs(
-        stats,
-        lyap,
-        max_es,
-        flt[5],
-        edge=edge,
-        edge_band=analysis["edge_band"],
-        lyapunov_tol=analysis["lyapunov_tol"],
-    )
+    if not full:  # a diverged run keeps no tail (as in the compiled path)
+        tail_sharp[diverged] = tail_loss[diverged] = np.nan
     return out, tail_sharp, tail_loss
 
 

@@ -70,6 +70,17 @@ def _step(n, df, ntk, eta, ek, eek, y, bound):
 
 
 @njit(cache=True, error_model="numpy")
+def _record_max(n, df, ntk, k4, y2, eta, max_es):
+    """``max_es = max(max_es, eta * lambda_H)`` of the first ``n`` runs.
+
+    One 1-D array per operand, so that LLVM vectorises it across runs.
+    """
+    for i in range(n):
+        es = _eta_sharpness(df[i], ntk[i], k4[i], y2[i], eta[i])
+        max_es[i] = _running_max(max_es[i], es)
+
+
+@njit(cache=True, error_model="numpy")
 def _flush(n, df, flush_below):
     for i in range(n):  # a select, not a branch: vectorised
         df[i] = 0.0 if abs(df[i]) < flush_below[i] else df[i]
@@ -150,11 +161,7 @@ def uv_advance(
             n = _pack(alive, src, act, idx)
             t, in_tail, rec = t_tail, True, max(rec, first_tail)
         if rec < n_rec and schedule[rec] == t:
-            for k in range(n):
-                es = _eta_sharpness(
-                    act[0, k], act[1, k], act[6, k], act[7, k], act[2, k]
-                )
-                act[9, k] = _running_max(act[9, k], es)
+            _record_max(n, act[0], act[1], act[6], act[7], act[2], act[9])
             if rec >= first_rec:
                 r = rec - first_rec
                 for k in range(n):
@@ -327,12 +334,12 @@ _ROWS = 30
 
 
 @njit(cache=True, error_model="numpy")
-def _first_record(n, w):
-    """Start the accumulators of ``w`` at the record in its rows 24-25."""
+def _first_record(n, w, df, ntk, at):
+    """Start the accumulators of ``w`` at the record ``df[at:], ntk[at:]``."""
     C = _CHUNK
     for i in range(n):
-        d = w[24 * C + i]
-        ls, sh = _loss_sharpness(d, w[25 * C + i], w[26 * C + i], w[27 * C + i])
+        d = df[at + i]
+        ls, sh = _loss_sharpness(d, ntk[at + i], w[26 * C + i], w[27 * C + i])
         es = w[28 * C + i] * sh
         fin = (abs(ls) < np.inf) & (abs(sh) < np.inf) & (abs(d) < np.inf)
         w[29 * C + i] = 1.0 if fin & (abs(es) < np.inf) else 0.0
@@ -348,16 +355,16 @@ def _first_record(n, w):
 
 
 @njit(cache=True, error_model="numpy")
-def _next_record(n, w, before, final, first_half, restart, second_half):
-    """Fold the record in rows 24-25 of ``w`` into its accumulators.
+def _next_record(n, w, df, ntk, at, before, final, first_half, restart, second_half):
+    """Fold the record ``df[at:], ntk[at:]`` into the accumulators of ``w``.
 
     The flags say where the record lies in the tail; they are the same for
     every run, so they select, and the loop stays vectorised.
     """
     C = _CHUNK
     for i in range(n):
-        d = w[24 * C + i]
-        ls, sh = _loss_sharpness(d, w[25 * C + i], w[26 * C + i], w[27 * C + i])
+        d = df[at + i]
+        ls, sh = _loss_sharpness(d, ntk[at + i], w[26 * C + i], w[27 * C + i])
         es = w[28 * C + i] * sh
         fin = (abs(ls) < np.inf) & (abs(sh) < np.inf) & (abs(d) < np.inf)
         ok = w[29 * C + i]
@@ -401,18 +408,16 @@ def _next_record(n, w, before, final, first_half, restart, second_half):
 @njit(cache=True, error_model="numpy")
 def _accumulate(rec_df, rec_ntk, i0, T, c0, n, w):
     """Stream the T records from ``i0`` of runs ``c0 .. c0 + n`` into ``w``."""
-    C = _CHUNK
     q = max(1, (T - 1) // 4)
     h = T // 2
-    for t in range(T):
-        w[24 * C : 24 * C + n] = rec_df[i0 + t, c0 : c0 + n]
-        w[25 * C : 25 * C + n] = rec_ntk[i0 + t, c0 : c0 + n]
-        if t == 0:
-            _first_record(n, w)
-            continue
+    N = rec_df.shape[1]
+    df, ntk = rec_df.ravel(), rec_ntk.ravel()  # views: the records are C-ordered
+    _first_record(n, w, df, ntk, i0 * N + c0)
+    for t in range(1, T):
         before = T >= 8 and T - 2 * q <= t <= T - q - 1
         final = T >= 8 and t >= T - q
-        _next_record(n, w, before, final, t < h, t == T - h, t > T - h)
+        at = (i0 + t) * N + c0
+        _next_record(n, w, df, ntk, at, before, final, t < h, t == T - h, t > T - h)
 
 
 @njit(cache=True, error_model="numpy")
@@ -443,10 +448,12 @@ def uv_tail_statistics(
     records row by row into one accumulator per run and statistic, a loop
     vectorised across runs whose per-run operations are those of the numpy
     function in its order (sequential sums, exact maxima): the same bits.
-    Outputs, per run: ``flt`` (6, N) the mean, min, max and standard
+    Outputs, per run: ``flt`` (N, 6) the mean, min, max and standard
     deviation of ``eta * sharpness``, the drift and the final loss;
-    ``period`` (N,); ``flags`` (4, N) ok, contracting, non-monotone and
+    ``period`` (N,); ``flags`` (N, 4) ok, contracting, non-monotone and
     settled; ``tail_sharpness`` and ``tail_loss`` (N, P), the last P records.
+    The records of a ``blocked`` (diverged) run may be anything: it is not
+    analysed, and its tail rows are NaN.
     """
     R, N = rec_df.shape
     T = R - i0
@@ -472,14 +479,14 @@ def uv_tail_statistics(
         _accumulate(rec_df, rec_ntk, i0, T, c0, n, acc.ravel())
         for i in range(n):
             j = c0 + i
-            flt[5, j] = acc[20, i]  # the final loss
+            flt[j, 5] = acc[20, i]  # the final loss
             ok[i] = acc[29, i] == 1.0 and not blocked[j]
-            flags[0, j] = ok[i]
+            flags[j, 0] = ok[i]
             period[j] = 0
-            flags[1, j] = flags[2, j] = False
-            flags[3, j] = True
+            flags[j, 1] = flags[j, 2] = False
+            flags[j, 3] = True
             for f in range(5):
-                flt[f, j] = np.nan
+                flt[j, f] = np.nan
             if not ok[i]:
                 continue
             for k in range(3):  # _signal_scale, then the repeat threshold
@@ -494,17 +501,17 @@ def uv_tail_statistics(
                     max(acc[6, i] / scale[0, i], acc[7, i] / scale[1, i]),
                     acc[8, i] / scale[2, i],
                 )
-                flags[1, j] = fin <= contraction * bef
+                flags[j, 1] = fin <= contraction * bef
             if T >= 2:
-                flags[2, j] = acc[12, i] > thr[0, i]
-            flt[0, j] = acc[15, i] / T
-            flt[1, j], flt[2, j] = acc[13, i], acc[14, i]
+                flags[j, 2] = acc[12, i] > thr[0, i]
+            flt[j, 0] = acc[15, i] / T
+            flt[j, 1], flt[j, 2] = acc[13, i], acc[14, i]
             s1, s2 = acc[16, i], acc[17, i]
-            flt[3, j] = np.sqrt(max((s2 - s1 * s1 / T) / T, 0.0))
+            flt[j, 3] = np.sqrt(max((s2 - s1 * s1 / T) / T, 0.0))
             if T >= 4:
                 drift = (acc[19, i] / h) / (acc[18, i] / h) - 1.0
-                flt[4, j] = drift
-                flags[3, j] = not (abs(drift) > settle_tol)
+                flt[j, 4] = drift
+                flags[j, 3] = not (abs(drift) > settle_tol)
 
         # Period detection (_period_batch): the cheap test on the last record
         # for every run still without a period, then the whole window for
@@ -547,14 +554,16 @@ def uv_tail_statistics(
                 a1 = _cycle_amplitude(rec_df, i0 + half, i0, m, j) / m
                 a2 = _cycle_amplitude(rec_df, i0 + T - m, i0 + T - m - half, m, j) / m
                 change = abs(a2 / a1 - 1.0) if a1 > 1e-9 * scale[0, i] else 0.0
-                flags[3, j] = flags[3, j] and change <= settle_tol
+                flags[j, 3] = flags[j, 3] and change <= settle_tol
 
-        # The tables: the last P records of every run.
+        # The tables: the last P records of every run (none when diverged).
         for t in range(T - P, T):
             for i in range(n):
                 j = c0 + i
                 ls, sharp = _loss_sharpness(
                     rec_df[i0 + t, j], rec_ntk[i0 + t, j], k4[i], y2[i]
                 )
+                if blocked[j]:
+                    ls = sharp = np.nan
                 tail_sharpness[j, t - (T - P)] = sharp
                 tail_loss[j, t - (T - P)] = ls
