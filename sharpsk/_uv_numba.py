@@ -293,10 +293,13 @@ def _repeating(rec_df, rec_ntk, r, p, c0, cand, m, k4, y2, thr):
         i = cand[k]
         j = c0 + i
         d1, d0 = rec_df[r, j], rec_df[r - p, j]
-        near = abs(d1 - d0) <= thr[2, i]  # the residual first: no square root
-        if near:
-            l1, s1 = _loss_sharpness(d1, rec_ntk[r, j], k4[i], y2[i])
-            l0, s0 = _loss_sharpness(d0, rec_ntk[r - p, j], k4[i], y2[i])
+        u1, u0 = rec_ntk[r, j], rec_ntk[r - p, j]
+        # The same state repeats every signal exactly (most orbits found);
+        # else the residual first: it needs no square root.
+        near = (d1 == d0 and u1 == u0) or abs(d1 - d0) <= thr[2, i]
+        if near and not (d1 == d0 and u1 == u0):
+            l1, s1 = _loss_sharpness(d1, u1, k4[i], y2[i])
+            l0, s0 = _loss_sharpness(d0, u0, k4[i], y2[i])
             near = abs(l1 - l0) <= thr[0, i] and abs(s1 - s0) <= thr[1, i]
         if near:
             k += 1
@@ -325,12 +328,13 @@ _CHUNK = 256
 # Rows of that array (per run): 0-2 the max and 3-5 the min of the signals
 # (loss, sharpness, residual); 6-8 their largest step in the quarter before
 # the final one, 9-11 in the final quarter; 12 the largest loss increase;
-# 13 the min, 14 the max, 15 the sum of eta * sharpness, 16-17 the sums of
-# its deviation from its first value and of the deviation's square, 18-19
-# its sums over the first and the second half; 20-22 the last record's
-# signals; 23 the first eta * sharpness; 24-25 the record (residual, NTK);
-# 26-28 4 kappa, 2 y, eta; 29 1.0 while every value is finite, else 0.0.
-_ROWS = 30
+# 13 the sum of eta * sharpness, 14-15 the sums of its deviation from its
+# first value and of the deviation's square, 16-17 its sums over the first
+# and the second half; 18-20 the last record's signals; 21 the first
+# eta * sharpness; 22-24 4 kappa, 2 y and eta; 25 1.0 while every value was
+# finite, else 0.0.  (The extremes of eta * sharpness are eta times the
+# sharpness's.)
+_ROWS = 26
 
 
 @njit(cache=True, error_model="numpy")
@@ -339,19 +343,19 @@ def _first_record(n, w, df, ntk, at):
     C = _CHUNK
     for i in range(n):
         d = df[at + i]
-        ls, sh = _loss_sharpness(d, ntk[at + i], w[26 * C + i], w[27 * C + i])
-        es = w[28 * C + i] * sh
+        ls, sh = _loss_sharpness(d, ntk[at + i], w[22 * C + i], w[23 * C + i])
+        es = w[24 * C + i] * sh
         fin = (abs(ls) < np.inf) & (abs(sh) < np.inf) & (abs(d) < np.inf)
-        w[29 * C + i] = 1.0 if fin & (abs(es) < np.inf) else 0.0
-        w[0 * C + i] = w[3 * C + i] = w[20 * C + i] = ls
-        w[1 * C + i] = w[4 * C + i] = w[21 * C + i] = sh
-        w[2 * C + i] = w[5 * C + i] = w[22 * C + i] = d
+        w[25 * C + i] = 1.0 if fin & (abs(es) < np.inf) else 0.0
+        w[0 * C + i] = w[3 * C + i] = w[18 * C + i] = ls
+        w[1 * C + i] = w[4 * C + i] = w[19 * C + i] = sh
+        w[2 * C + i] = w[5 * C + i] = w[20 * C + i] = d
         for k in range(6, 12):
             w[k * C + i] = 0.0
         w[12 * C + i] = -np.inf
-        w[13 * C + i] = w[14 * C + i] = w[15 * C + i] = es
-        w[18 * C + i] = w[19 * C + i] = w[23 * C + i] = es
-        w[16 * C + i] = w[17 * C + i] = 0.0
+        w[13 * C + i] = es
+        w[16 * C + i] = w[17 * C + i] = w[21 * C + i] = es
+        w[14 * C + i] = w[15 * C + i] = 0.0
 
 
 @njit(cache=True, error_model="numpy")
@@ -364,45 +368,42 @@ def _next_record(n, w, df, ntk, at, before, final, first_half, restart, second_h
     C = _CHUNK
     for i in range(n):
         d = df[at + i]
-        ls, sh = _loss_sharpness(d, ntk[at + i], w[26 * C + i], w[27 * C + i])
-        es = w[28 * C + i] * sh
+        ls, sh = _loss_sharpness(d, ntk[at + i], w[22 * C + i], w[23 * C + i])
+        es = w[24 * C + i] * sh
         fin = (abs(ls) < np.inf) & (abs(sh) < np.inf) & (abs(d) < np.inf)
-        ok = w[29 * C + i]
-        w[29 * C + i] = ok if fin & (abs(es) < np.inf) else 0.0
-        rise = ls - w[20 * C + i]
+        ok = w[25 * C + i]
+        w[25 * C + i] = ok if fin & (abs(es) < np.inf) else 0.0
+        rise = ls - w[18 * C + i]
         top = w[12 * C + i]
         w[12 * C + i] = rise if rise > top else top
-        hi, lo, step = w[0 * C + i], w[3 * C + i], abs(ls - w[20 * C + i])
+        hi, lo, step = w[0 * C + i], w[3 * C + i], abs(ls - w[18 * C + i])
         w[0 * C + i] = ls if ls > hi else hi
         w[3 * C + i] = ls if ls < lo else lo
         b, f = w[6 * C + i], w[9 * C + i]
         w[6 * C + i] = step if before and step > b else b
         w[9 * C + i] = step if final and step > f else f
-        w[20 * C + i] = ls
-        hi, lo, step = w[1 * C + i], w[4 * C + i], abs(sh - w[21 * C + i])
+        w[18 * C + i] = ls
+        hi, lo, step = w[1 * C + i], w[4 * C + i], abs(sh - w[19 * C + i])
         w[1 * C + i] = sh if sh > hi else hi
         w[4 * C + i] = sh if sh < lo else lo
         b, f = w[7 * C + i], w[10 * C + i]
         w[7 * C + i] = step if before and step > b else b
         w[10 * C + i] = step if final and step > f else f
-        w[21 * C + i] = sh
-        hi, lo, step = w[2 * C + i], w[5 * C + i], abs(d - w[22 * C + i])
+        w[19 * C + i] = sh
+        hi, lo, step = w[2 * C + i], w[5 * C + i], abs(d - w[20 * C + i])
         w[2 * C + i] = d if d > hi else hi
         w[5 * C + i] = d if d < lo else lo
         b, f = w[8 * C + i], w[11 * C + i]
         w[8 * C + i] = step if before and step > b else b
         w[11 * C + i] = step if final and step > f else f
-        w[22 * C + i] = d
-        lo, hi = w[13 * C + i], w[14 * C + i]
-        w[13 * C + i] = es if es < lo else lo
-        w[14 * C + i] = es if es > hi else hi
-        w[15 * C + i] += es
-        dev = es - w[23 * C + i]
-        w[16 * C + i] += dev
-        w[17 * C + i] += dev * dev
-        h1, h2 = w[18 * C + i], w[19 * C + i]
-        w[18 * C + i] = h1 + es if first_half else h1
-        w[19 * C + i] = es if restart else (h2 + es if second_half else h2)
+        w[20 * C + i] = d
+        w[13 * C + i] += es
+        dev = es - w[21 * C + i]
+        w[14 * C + i] += dev
+        w[15 * C + i] += dev * dev
+        h1, h2 = w[16 * C + i], w[17 * C + i]
+        w[16 * C + i] = h1 + es if first_half else h1
+        w[17 * C + i] = es if restart else (h2 + es if second_half else h2)
 
 
 @njit(cache=True, error_model="numpy")
@@ -475,12 +476,12 @@ def uv_tail_statistics(
         n = min(C, N - c0)
         for i in range(n):
             k4[i], y2[i], e[i] = 4.0 * kappa[c0 + i], 2.0 * y[c0 + i], eta[c0 + i]
-        acc[26, :n], acc[27, :n], acc[28, :n] = k4[:n], y2[:n], e[:n]
+        acc[22, :n], acc[23, :n], acc[24, :n] = k4[:n], y2[:n], e[:n]
         _accumulate(rec_df, rec_ntk, i0, T, c0, n, acc.ravel())
         for i in range(n):
             j = c0 + i
-            flt[j, 5] = acc[20, i]  # the final loss
-            ok[i] = acc[29, i] == 1.0 and not blocked[j]
+            flt[j, 5] = acc[18, i]  # the final loss
+            ok[i] = acc[25, i] == 1.0 and not blocked[j]
             flags[j, 0] = ok[i]
             period[j] = 0
             flags[j, 1] = flags[j, 2] = False
@@ -504,12 +505,15 @@ def uv_tail_statistics(
                 flags[j, 1] = fin <= contraction * bef
             if T >= 2:
                 flags[j, 2] = acc[12, i] > thr[0, i]
-            flt[j, 0] = acc[15, i] / T
-            flt[j, 1], flt[j, 2] = acc[13, i], acc[14, i]
-            s1, s2 = acc[16, i], acc[17, i]
+            flt[j, 0] = acc[13, i] / T
+            # eta * sharpness is monotone in the sharpness (rounding is
+            # monotone): its extremes are eta times the sharpness's
+            lo, hi = e[i] * acc[4, i], e[i] * acc[1, i]
+            flt[j, 1], flt[j, 2] = (lo, hi) if e[i] >= 0.0 else (hi, lo)
+            s1, s2 = acc[14, i], acc[15, i]
             flt[j, 3] = np.sqrt(max((s2 - s1 * s1 / T) / T, 0.0))
             if T >= 4:
-                drift = (acc[19, i] / h) / (acc[18, i] / h) - 1.0
+                drift = (acc[17, i] / h) / (acc[16, i] / h) - 1.0
                 flt[j, 4] = drift
                 flags[j, 3] = not (abs(drift) > settle_tol)
 
