@@ -487,23 +487,24 @@ def _uv_scan_phases(fit, core):
     """Seconds spent in each phase of the batched UV kernel during ``fit()``.
 
     Wraps the kernel's pieces for one call (in this process: run it with
-    n_jobs=1): the stepping, the label signals, the Lyapunov exponents and
-    the labels (``_analyze_batch``); ``core`` is the compiled core the scan
-    uses, or None.
+    n_jobs=1): the stepping, the Lyapunov exponents and the labels (the
+    compiled tail statistics, or the numpy signals and ``_analyze_batch``);
+    ``core`` is the compiled core the scan uses, or None.
     """
     import sharpsk._uv_batched as kernel
 
     spent = {}
-    pieces = [
-        (kernel, "_analyze_batch", "labels"),
-        (kernel, "tail_lyapunov", "lyapunov"),
-    ]
+    pieces = [(kernel, "tail_lyapunov", "lyapunov")]
     if core is not None:
-        pieces += [(core, "uv_advance", "stepping"), (core, "uv_signals", "signals")]
+        pieces += [
+            (core, "uv_advance", "stepping"),
+            (core, "uv_tail_statistics", "labels"),
+        ]
     else:
         pieces += [
             (kernel, "_advance_numpy", "stepping"),
             (kernel, "_label_signals", "signals"),
+            (kernel, "_analyze_batch", "labels"),
         ]
     saved = [(obj, name, getattr(obj, name)) for obj, name, _ in pieces]
 
