@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ._dynamics import LABELS
 from ._optimizers import OPTIMIZERS
 from ._version import __version__
 
@@ -32,7 +33,6 @@ DEMO = {
     "n_rates": 600,
     "steps": 4000,
 }
-LABELS = ("converge", "eos", "periodic", "chaotic", "diverge")
 
 
 class _Parser(argparse.ArgumentParser):
