@@ -872,7 +872,9 @@ default=None
         shape = (n_lr,) if not names else (n_cand, n_lr)
         self.labels_ = np.asarray(results["label"], dtype=object).reshape(shape)
         self.learning_rates_ = eta.reshape(shape)
-        self.trace_tails_ = self._tidy_tails(collected.ragged_tails(), results, names)
+        # trace_tails_ is built from these when first read
+        self._tails, self._tail_axes = collected.ragged_tails(), names
+        self.__dict__.pop("_trace_tails", None)
         self.engine_ = engine
         self.lr_units_ = units
         self.n_runs_ = n_runs
@@ -978,6 +980,20 @@ default=None
         if not self.normalize:
             return self.estimator.get_params().get("lr_units", "absolute")
         return self.normalize
+
+    @property
+    def trace_tails_(self):
+        """Tidy table of the kept records of every run (see the class doc).
+
+        Built from the fitted records when first read, then kept: a fit does
+        not pay for a table of ``n_runs * n_tail_points`` rows it may not use.
+        """
+        check_is_fitted(self, "results_")
+        table = self.__dict__.get("_trace_tails")
+        if table is None:
+            table = self._tidy_tails(self._tails, self.results_, self._tail_axes)
+            self._trace_tails = table
+        return table
 
     def _tidy_tails(self, tails, results, names):
         """``trace_tails_`` from the ragged records of every run."""

@@ -663,3 +663,30 @@ def test_cache_warnings_are_shown_not_counted(tmp_path, monkeypatch):
         ).fit(X, y)
     assert len(record) == 1  # one warning, not one per run
     assert scan.n_warnings_ == 0 and scan.n_cached_ == 0
+
+
+def test_trace_tails_built_when_read():
+    import pickle
+
+    from sklearn.exceptions import NotFittedError
+
+    scan = LearningRateScan(
+        UVRegressor(width=1, max_iter=300, random_state=3),
+        learning_rates=[0.5, 1.5, 40.0],
+        lr_units="critical",
+        n_tail_points=8,
+    )
+    with pytest.raises(NotFittedError):
+        _ = scan.trace_tails_
+    X, y = np.ones((1, 4)) / 2.0, np.array([1.0])
+    scan.fit(X, y)
+    table = scan.trace_tails_
+    assert scan.trace_tails_ is table  # built once
+    assert table["run"].tolist() == [0] * 8 + [1] * 8  # run 2 diverged
+    assert_array_equal(
+        table["eta_sharpness"], table["learning_rate"] * table["sharpness"]
+    )
+    copy = pickle.loads(pickle.dumps(scan))
+    assert_array_equal(copy.trace_tails_["sharpness"], table["sharpness"])
+    scan.set_params(learning_rates=[0.5]).fit(X, y)  # a refit: its own table
+    assert scan.trace_tails_["run"].tolist() == [0] * 8
