@@ -374,7 +374,8 @@ default=None
         (the points of a bifurcation diagram), or of every record of every
         run with ``n_tail_points=None``: ``run`` (row of ``results_``),
         ``learning_rate``, ``param_<name>``, ``step``, ``sharpness``,
-        ``eta_sharpness``, ``stability_threshold`` and ``loss``.
+        ``eta_sharpness``, ``stability_threshold`` and ``loss``.  Built from
+        the fitted records when first read.
     engine_ : str
         ``"batched"`` or ``"per_run"``.
     lr_units_ : str
