@@ -873,8 +873,8 @@ default=None
         shape = (n_lr,) if not names else (n_cand, n_lr)
         self.labels_ = np.asarray(results["label"], dtype=object).reshape(shape)
         self.learning_rates_ = eta.reshape(shape)
-        # trace_tails_ is built from these when first read
-        self._tails, self._tail_axes = collected.ragged_tails(), names
+        # trace_tails_ is built from the blocks' records when first read
+        self._tails, self._tail_axes = (collected.tails, n_runs), names
         self.__dict__.pop("_trace_tails", None)
         self.engine_ = engine
         self.lr_units_ = units
@@ -992,8 +992,9 @@ default=None
         check_is_fitted(self, "results_")
         table = self.__dict__.get("_trace_tails")
         if table is None:
-            table = self._tidy_tails(self._tails, self.results_, self._tail_axes)
-            self._trace_tails = table
+            tails = _merge_tails(*self._tails)
+            table = self._tidy_tails(tails, self.results_, self._tail_axes)
+            self._trace_tails, self._tails = table, None  # the blocks freed
         return table
 
     def _tidy_tails(self, tails, results, names):
@@ -1222,28 +1223,30 @@ class _Collected:
         self.tails.append((index, _ragged(block["tails"]), rows))
         self.filled[index] = True
 
-    def ragged_tails(self):
-        """The records of every run as one ragged table, in run order."""
-        lengths = np.zeros(self.filled.size, dtype=np.int64)
-        for index, tails, rows in self.tails:
-            lengths[index] = tails["lengths"][rows]
-        out = {"lengths": lengths}
-        total = int(lengths.sum())
-        for key, dtype in (("step", np.int64), ("sharpness", float), ("loss", float)):
-            out[key] = np.empty(total, dtype=dtype)
-        starts = np.cumsum(lengths) - lengths
-        for index, tails, rows in self.tails:
-            n = int(lengths[index].sum())
-            if _is_range(rows, 0, tails["lengths"].size) and _is_range(index):
-                # a whole block of consecutive runs (the usual case): a copy
-                dst = slice(starts[index[0]], starts[index[0]] + n)
-                src = slice(0, n)
-            else:
-                src = _segments(tails["lengths"], rows)
-                dst = _segments(lengths, index)
-            for key in ("step", "sharpness", "loss"):
-                out[key][dst] = tails[key][src]
-        return out
+
+def _merge_tails(pieces, n_runs):
+    """The records of all ``n_runs`` runs as one ragged table, in run order,
+    from ``pieces``: ``(index, ragged records of a block, rows of it)``."""
+    lengths = np.zeros(n_runs, dtype=np.int64)
+    for index, tails, rows in pieces:
+        lengths[index] = tails["lengths"][rows]
+    out = {"lengths": lengths}
+    total = int(lengths.sum())
+    for key, dtype in (("step", np.int64), ("sharpness", float), ("loss", float)):
+        out[key] = np.empty(total, dtype=dtype)
+    starts = np.cumsum(lengths) - lengths
+    for index, tails, rows in pieces:
+        n = int(lengths[index].sum())
+        if _is_range(rows, 0, tails["lengths"].size) and _is_range(index):
+            # a whole block of consecutive runs (the usual case): a copy
+            dst = slice(starts[index[0]], starts[index[0]] + n)
+            src = slice(0, n)
+        else:
+            src = _segments(tails["lengths"], rows)
+            dst = _segments(lengths, index)
+        for key in ("step", "sharpness", "loss"):
+            out[key][dst] = tails[key][src]
+    return out
 
 
 class _ParquetSink:

@@ -309,7 +309,7 @@ def test_killed_scan_keeps_finished_runs_in_file_and_cache(tmp_path):
     assert len(pd.read_parquet(path)) == 3  # found in the cache, streamed again
 
 
-def test_ragged_tails_of_blocks_in_any_order():
+def test_merged_tails_of_blocks_in_any_order():
     # Blocks arrive in any order and cover any runs (a worker's block, cached
     # runs picked out of stored blocks): the records come out in run order.
     rng = np.random.default_rng(0)
@@ -325,7 +325,7 @@ def test_ragged_tails_of_blocks_in_any_order():
             stored[r] = per_run[i]
         block = {"columns": {"run": np.zeros(len(rows))}, "tails": stored}
         collected.fill(np.array(index), block, np.array(rows))
-    out = collected.ragged_tails()
+    out = scan_module._merge_tails(collected.tails, 9)
     assert out["lengths"].tolist() == [t[0].size for t in per_run]
     for k, key in enumerate(("step", "sharpness", "loss")):
         np.testing.assert_array_equal(out[key], np.concatenate([t[k] for t in per_run]))
