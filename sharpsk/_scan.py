@@ -933,7 +933,10 @@ default=None
         group is cut into blocks of at most the engine's ``max_block`` runs,
         and into at least a few blocks per worker, so that every worker is
         busy and a finished block is cached and reported while others run.
-        Runs are independent: the blocks do not change any number.
+        A block takes every k-th run of its group, so that the blocks of a
+        grid of learning rates mix cheap runs (converged or diverged early)
+        and costly ones alike and the workers finish together.  Runs are
+        independent: the blocks do not change any number.
         ``engines[k]`` is the engine of configuration k, ``run_config`` each
         run's configuration.
         """
@@ -949,8 +952,9 @@ default=None
             n = index.size
             per_block = -(-n // (4 * workers)) if workers > 1 else n
             size = max(1, min(engines[members[0]].max_block, per_block))
-            for first in range(0, n, size):
-                block = index[first : first + size]
+            n_blocks = -(-n // size)
+            for first in range(n_blocks):
+                block = index[first::n_blocks]
                 of_run = run_config[block]
                 kwargs = {
                     name: np.array([st[name] for st in states])[of_run]
