@@ -70,6 +70,24 @@ def _step(n, df, ntk, eta, ek, eek, y, bound):
 
 
 @njit(cache=True, error_model="numpy")
+def _step_after_max(n, df, ntk, eta, ek, eek, y, bound, k4, y2, max_es):
+    """:func:`_record_max`, then :func:`_step`, in one pass over the runs."""
+    bad = 0
+    for i in range(n):
+        d, u = df[i], ntk[i]
+        max_es[i] = _running_max(max_es[i], _eta_sharpness(d, u, k4[i], y2[i], eta[i]))
+        a = eta[i] * u  # the arithmetic of _step
+        e = d + y[i]
+        g = (eek[i] * d) * e
+        j = a * d - e * 4.0
+        ntk[i] = u + (ek[i] * d) * j
+        d = d * ((1.0 - a) + g)
+        df[i] = d
+        bad += not (abs(d) <= bound[i])
+    return bad
+
+
+@njit(cache=True, error_model="numpy")
 def _record_max(n, df, ntk, k4, y2, eta, max_es):
     """``max_es = max(max_es, eta * lambda_H)`` of the first ``n`` runs.
 
@@ -160,8 +178,8 @@ def uv_advance(
                 src[0, i], src[1, i], src[9, i] = df[i], ntk[i], max_es[i]
             n = _pack(alive, src, act, idx)
             t, in_tail, rec = t_tail, True, max(rec, first_tail)
-        if rec < n_rec and schedule[rec] == t:
-            _record_max(n, act[0], act[1], act[6], act[7], act[2], act[9])
+        recorded = rec < n_rec and schedule[rec] == t
+        if recorded:
             if rec >= first_rec:
                 r = rec - first_rec
                 for k in range(n):
@@ -169,8 +187,14 @@ def uv_advance(
                     rec_ntk[r, idx[k]] = act[1, k]
             rec += 1
         if t == max_iter or (in_tail and n == 0):
+            if recorded:
+                _record_max(n, act[0], act[1], act[6], act[7], act[2], act[9])
             break
-        bad = _step(n, act[0], act[1], act[2], act[3], act[4], act[5], act[8])
+        rows = (act[0], act[1], act[2], act[3], act[4], act[5], act[8])
+        if recorded:  # the running maximum at this state, in the same pass
+            bad = _step_after_max(n, *rows, act[6], act[7], act[9])
+        else:
+            bad = _step(n, *rows)
         if (t + 1) % flush_every == 0:
             _flush(n, act[0], act[10])
         freeze = not in_tail and not full and (t + 1) % freeze_every == 0
