@@ -47,7 +47,7 @@ def _running_max(old, new):
     return old
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", inline="always")
 def _step(n, df, ntk, eta, ek, eek, y, bound):
     """One step of the first ``n`` runs in place; how many left the bound.
 
@@ -69,7 +69,7 @@ def _step(n, df, ntk, eta, ek, eek, y, bound):
     return bad
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", inline="always")
 def _step_after_max(n, df, ntk, eta, ek, eek, y, bound, k4, y2, max_es):
     """:func:`_record_max`, then :func:`_step`, in one pass over the runs."""
     bad = 0
@@ -98,7 +98,7 @@ def _record_max(n, df, ntk, k4, y2, eta, max_es):
         max_es[i] = _running_max(max_es[i], es)
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", inline="always")
 def _flush(n, df, flush_below):
     for i in range(n):  # a select, not a branch: vectorised
         df[i] = 0.0 if abs(df[i]) < flush_below[i] else df[i]
@@ -168,7 +168,19 @@ def uv_advance(
             src[2 + f, i] = params[f, i]
         src[9, i], src[10, i] = max_es[i], params[7, i]
     n = _pack(alive, src, act, idx)
+    # the rows a step reads and writes, made once (views: the loop is short)
+    a_df, a_ntk, a_eta, a_ek, a_eek, a_y = (
+        act[0],
+        act[1],
+        act[2],
+        act[3],
+        act[4],
+        act[5],
+    )
+    a_k4, a_y2, a_bound, a_max, a_flush = act[6], act[7], act[8], act[9], act[10]
     in_tail, rec, t = False, 0, 0
+    # the next steps t with (t + 1) % every == 0 (no integer division per step)
+    flush_at, freeze_at = flush_every - 1, freeze_every - 1
     while True:
         if not in_tail and (t >= t_tail or n == 0):
             # Bring the frozen (converged) runs back for the tail window;
@@ -178,6 +190,7 @@ def uv_advance(
                 src[0, i], src[1, i], src[9, i] = df[i], ntk[i], max_es[i]
             n = _pack(alive, src, act, idx)
             t, in_tail, rec = t_tail, True, max(rec, first_tail)
+            flush_at = -(-(t + 1) // flush_every) * flush_every - 1
         recorded = rec < n_rec and schedule[rec] == t
         if recorded:
             if rec >= first_rec:
@@ -190,14 +203,19 @@ def uv_advance(
             if recorded:
                 _record_max(n, act[0], act[1], act[6], act[7], act[2], act[9])
             break
-        rows = (act[0], act[1], act[2], act[3], act[4], act[5], act[8])
         if recorded:  # the running maximum at this state, in the same pass
-            bad = _step_after_max(n, *rows, act[6], act[7], act[9])
+            bad = _step_after_max(
+                n, a_df, a_ntk, a_eta, a_ek, a_eek, a_y, a_bound, a_k4, a_y2, a_max
+            )
         else:
-            bad = _step(n, *rows)
-        if (t + 1) % flush_every == 0:
-            _flush(n, act[0], act[10])
-        freeze = not in_tail and not full and (t + 1) % freeze_every == 0
+            bad = _step(n, a_df, a_ntk, a_eta, a_ek, a_eek, a_y, a_bound)
+        if t == flush_at:
+            _flush(n, a_df, a_flush)
+            flush_at += flush_every
+        freeze = t == freeze_at
+        if freeze:
+            freeze_at += freeze_every
+        freeze = freeze and not in_tail and not full
         if bad or freeze:
             m = 0
             for k in range(n):
