@@ -25,6 +25,7 @@ batched scan engine (:mod:`sharpsk._mlp_batched`) both build on this module.
 
 import autograd.numpy as anp
 import numpy as np
+from scipy.linalg.blas import sgemm as _sgemm
 from scipy.special import expit
 
 from ._engine import Model, Point
@@ -327,7 +328,7 @@ def _cast(src, dst, dtype):
     return dst
 
 
-def _hvp_arrays(point, dtype, gauss_newton, buffers=None):
+def _hvp_arrays(point, dtype, gauss_newton, buffers=None, factored=False):
     """What the R-passes read from a point, in ``dtype``.
 
     float64: the stored arrays themselves.  float32: copies made on the first
@@ -336,6 +337,11 @@ def _hvp_arrays(point, dtype, gauss_newton, buffers=None):
     on the point, or with ``buffers`` (a dict shared by the points of one
     network, see :func:`mlp_matvec`) written into the arrays of the previous
     point, and made again when another point has used them since.
+
+    ``factored`` (float32, not Gauss-Newton): the curvature terms divided by
+    ``sigma'`` (``g * sigma'' / sigma'``, e.g. ``-2 g h`` for tanh), under
+    ``"factored"``, as :func:`_r_operator_buffered` uses them; the full
+    terms are then not computed.
     """
     _backward(point)
     if dtype == np.float64:
@@ -373,9 +379,12 @@ def _hvp_arrays(point, dtype, gauss_newton, buffers=None):
             "hs": [
                 _cast(h, o, dtype) for h, o in zip(point["hs"], old_hs, strict=False)
             ],
+            # delta_0 is not read by the R-passes (no layer below the first)
             "deltas": [
-                _cast(d, o, dtype)
-                for d, o in zip(point["deltas"], old_deltas, strict=False)
+                None if i == 0 else _cast(d, o, dtype)
+                for i, (d, o) in enumerate(
+                    zip(point["deltas"], old_deltas, strict=False)
+                )
             ],
             "derivs": {
                 i: None if d is None else _cast(d, old["derivs"].get(i), dtype)
@@ -383,10 +392,16 @@ def _hvp_arrays(point, dtype, gauss_newton, buffers=None):
             },
             "old_curvature": old.get("curvature") or old.get("old_curvature"),
             "curvature": None,
+            "old_factored": old.get("factored") or old.get("old_factored"),
+            "factored": None,
             "prediction": point["prediction"].astype(dtype),
         }
         store["owner"] = token
     arrays = store[key]
+    if factored:
+        if arrays["factored"] is None:
+            arrays["factored"] = _factored_terms(point, arrays, dtype)
+        return arrays
     if not gauss_newton and arrays["curvature"] is None:
         terms, old = {}, arrays.pop("old_curvature", None) or {}
         for i, d1 in arrays["derivs"].items():
@@ -404,6 +419,136 @@ def _hvp_arrays(point, dtype, gauss_newton, buffers=None):
             terms[i] = g
         arrays["curvature"] = terms
     return arrays
+
+
+def _factored_terms(point, arrays, dtype):
+    """``g * sigma'' / sigma'`` per hidden layer, in ``dtype`` (None: no term).
+
+    ``-2 g h`` for tanh and ``g (1 - 2 h)`` for the logistic function, from
+    the ``dtype`` copy of ``h``; written into the arrays of the previous point
+    when there are some.
+    """
+    terms, old = {}, arrays.pop("old_factored", None) or {}
+    activation = point["activation"]
+    for i in arrays["derivs"]:
+        if activation not in ("tanh", "logistic"):  # sigma'' = 0
+            terms[i] = None
+            continue
+        g = _cast(point["gs"][i], old.get(i), dtype)
+        h = arrays["hs"][i]
+        if activation == "tanh":
+            g *= h
+            g *= -2.0
+        else:
+            g *= 1.0 - 2.0 * h
+        terms[i] = g
+    return terms
+
+
+def _gemm(a, b, c, alpha=1.0, beta=0.0):
+    """``c = alpha * a @ b + beta * c`` in place (float32 BLAS ``sgemm``).
+
+    ``c`` C-contiguous; ``a`` and ``b`` C- or Fortran-contiguous (e.g. the
+    transpose of a C-contiguous array).  numpy's matmul has no ``beta``: a
+    sum of two products costs it a temporary and a pass to add it.
+    """
+    # c^T = alpha * b^T a^T + beta * c^T, all Fortran-ordered views
+    b_t, trans_b = (b.T, 0) if b.T.flags.f_contiguous else (b, 1)
+    a_t, trans_a = (a.T, 0) if a.T.flags.f_contiguous else (a, 1)
+    out = _sgemm(
+        alpha,
+        b_t,
+        a_t,
+        beta=beta,
+        c=c.T,
+        trans_a=trans_b,
+        trans_b=trans_a,
+        overwrite_c=1,
+    )
+    if not np.shares_memory(out, c):  # pragma: no cover - scipy copied c
+        c[...] = out.T
+    return c
+
+
+def _r_operator_buffered(point, vecs, dtype, buffers, out):
+    """:func:`_r_operator` (Hessian, not Gauss-Newton) for the flat matvec.
+
+    The same R-passes, with ``buffers`` for the temporaries and the product
+    written into ``out``, arranged to spare passes over the activations:
+    sums of two matrix products accumulate in BLAS (``beta = 1``, the bias
+    is the initial value), the multipliers are BLAS's ``alpha``, and the
+    backward R-pass computes ``sigma' * (R delta W^T + delta V^T + (g
+    sigma'' / sigma') Rz)``, one product by ``sigma'`` instead of two
+    (about 7 % of a float32 product on a 64-256-256-10 network).
+    """
+    arrays = _hvp_arrays(point, dtype, False, buffers, factored=True)
+    layers, hs = arrays["layers"], arrays["hs"]
+    deltas, derivs = arrays["deltas"], arrays["derivs"]
+    factored = arrays["factored"]
+    n_layers = len(layers)
+
+    def buf(shape, key):
+        arr = buffers.get(key)
+        if arr is None or arr.shape != shape:
+            arr = buffers[key] = np.empty(shape, dtype=dtype)
+        return arr
+
+    dirs, j = [], 0
+    for _, _, b, _ in layers:
+        dirs.append((vecs[j], None if b is None else vecs[j + 1]))
+        j += 1 if b is None else 2
+    # Forward R-pass: Rz_l = m_W (h_l V_l + Rh_l W_l) + m_b u_l.
+    rhs, rzs, rh = [None] * n_layers, [None] * n_layers, None
+    for i, (W, m_w, _, m_b) in enumerate(layers):
+        V, u = dirs[i]
+        rz = buf((hs[i].shape[0], V.shape[1]), ("rz", i))
+        beta = 0.0
+        if u is not None:
+            np.multiply(u, m_b, out=rz)  # broadcast over the samples
+            beta = 1.0
+        _gemm(hs[i], V, rz, m_w, beta)
+        if rh is not None:
+            _gemm(rh, W, rz, m_w, 1.0)
+        rzs[i] = rz
+        if i < n_layers - 1:
+            d1 = derivs[i + 1]
+            rh = (
+                rz
+                if d1 is None
+                else np.multiply(d1, rz, out=buf(rz.shape, ("rh", i + 1)))
+            )
+            rhs[i + 1] = rh
+    # Backward R-pass, from the output Hessian acting on R f.
+    rdelta = point["loss_function"].hessian_action(arrays["prediction"], rzs[-1])
+    j = len(vecs)
+    for i in range(n_layers - 1, -1, -1):
+        W, m_w, b, m_b = layers[i]
+        V, _ = dirs[i]
+        j -= 1 if b is None else 2
+        # the weight parts (fan_in x fan_out, small) with numpy's matmul, which
+        # was 10 % faster than scipy's sgemm on these transposed products
+        rgW = np.matmul(hs[i].T, rdelta, out=out[j])
+        if i > 0:
+            rgW += np.matmul(rhs[i].T, deltas[i], out=buf(rgW.shape, ("rhsT", i)))
+        if m_w != 1.0:
+            rgW *= m_w
+        if b is not None:
+            rgb = np.sum(rdelta, axis=0, out=out[j + 1])
+            if m_b != 1.0:
+                rgb *= m_b
+        if i == 0:
+            break
+        rg = buf((rdelta.shape[0], W.shape[0]), ("rg", i))
+        beta = 0.0
+        if factored[i] is not None:
+            np.multiply(factored[i], rzs[i - 1], out=rg)
+            beta = 1.0
+        _gemm(rdelta, W.T, rg, m_w, beta)
+        _gemm(deltas[i], V.T, rg, m_w, 1.0)
+        if derivs[i] is not None:
+            rg *= derivs[i]
+        rdelta = rg
+    return out
 
 
 def mlp_hvp(point, vecs, *, gauss_newton=False, dtype=None):
@@ -627,7 +772,10 @@ def mlp_matvec(point, *, gauss_newton=False, dtype=None, buffers=None):
 
     def matvec(v):
         np.copyto(flat_in, v, casting="unsafe")
-        _r_operator(point, vecs, gauss_newton, dtype, buffers, out)
+        if gauss_newton:
+            _r_operator(point, vecs, gauss_newton, dtype, buffers, out)
+        else:
+            _r_operator_buffered(point, vecs, dtype, buffers, out)
         return flat_out.astype(np.float64)
 
     return matvec, int(bounds[-1])

@@ -26,6 +26,7 @@ from typing import NamedTuple
 import numpy as np
 from autograd.differential_operators import make_hvp
 from scipy.linalg import LinAlgError
+from scipy.linalg.blas import dgemv as _dgemv
 from scipy.sparse.linalg import (
     ArpackError,
     ArpackNoConvergence,
@@ -405,10 +406,18 @@ def _check_extra_starts(extra, n):
     return columns
 
 
-def _orient(vec, ref):
-    """Unit ``vec`` with the sign making ``vec @ ref >= 0``."""
-    vec = vec / np.linalg.norm(vec)
-    return -vec if vec @ ref < 0 else vec
+def _orient(vec, ref, inplace=False):
+    """Unit ``vec`` with the sign making ``vec @ ref >= 0``.
+
+    ``inplace``: scale ``vec`` itself (a new array of the caller's).
+    """
+    scale = 1.0 / np.sqrt(vec @ vec)
+    if vec @ ref < 0:
+        scale = -scale
+    if inplace:
+        vec *= scale
+        return vec
+    return vec * scale
 
 
 def _nan_result(v0, n_mv):
@@ -423,34 +432,49 @@ class _Ritz(NamedTuple):
     second_vector: np.ndarray | None
 
 
-def _orthogonalize(vec, basis):
-    """``vec`` minus its projection on the orthonormal rows of ``basis``.
+def _project_out(vec, basis, coef):
+    """``vec -= basis.T @ coef`` in place (BLAS ``dgemv`` on the transposed rows).
+
+    ``basis.T`` of C-ordered rows is a Fortran-ordered matrix, so scipy's
+    ``dgemv`` reads the rows where they are and writes into ``vec``: no
+    temporary (a new 85,000-long vector per call, and the subtraction, cost
+    more than the product itself).
+    """
+    out = _dgemv(-1.0, basis.T, coef, beta=1.0, y=vec, overwrite_y=1)
+    if out is not vec:  # pragma: no cover - scipy made a copy after all
+        vec[:] = out
+
+
+def _orthogonalize_into(vec, basis, norm2=None):
+    """Orthogonalize ``vec`` (modified in place) against the rows of ``basis``.
 
     Classical Gram-Schmidt, repeated once when the first pass removed most of
     ``vec`` (the DGKS test: norm down by more than ``1 / sqrt(2)``), which
     keeps the basis orthonormal to working precision ("twice is enough"), so
     the Ritz values carry no ghost copies.  A Lanczos residual is orthogonal
-    to the basis up to round-off and passes once: a second pass would cost
-    two more sweeps over the basis per product.  (``.dot`` rather than ``@``:
+    to the basis up to round-off and passes once.  ``norm2``: ``vec @ vec``
+    if known.  Returns the norm of the result.  (``.dot`` rather than ``@``:
     numpy's matmul of a few rows by a vector does not call BLAS and was 4x
     slower on 85,000-long rows.)
     """
-    before = np.linalg.norm(vec)
-    vec = vec - basis.T.dot(basis.dot(vec))
-    if np.linalg.norm(vec) < _DGKS * before:
-        vec = vec - basis.T.dot(basis.dot(vec))
-    return vec
+    before = np.sqrt(vec @ vec if norm2 is None else norm2)
+    _project_out(vec, basis, basis.dot(vec))
+    norm = np.sqrt(vec @ vec)
+    if norm < _DGKS * before:
+        _project_out(vec, basis, basis.dot(vec))
+        norm = np.sqrt(vec @ vec)
+    return float(norm)
 
 
 class _Workspace:
     """Storage of :func:`_lanczos`: basis, products and projected matrix.
 
     Rows ``[:k]`` of ``basis`` and ``images`` are the basis vectors and their
-    products.  Allocated for ``capacity`` vectors and doubled when full, so a
-    run that fits never reallocates; a :class:`TopEigenTracker` keeps its
-    workspace from update to update (no allocation, no page faults on fresh
-    memory).  Only rows that a run writes are read: the capacity changes no
-    number.
+    products; ``resid`` holds a residual.  Allocated for ``capacity`` vectors
+    and doubled when full, so a run that fits never reallocates; a
+    :class:`TopEigenTracker` keeps its workspace from update to update (no
+    allocation, no page faults on fresh memory).  Only rows that a run writes
+    are read: the capacity changes no number.
     """
 
     def __init__(self, n, capacity):
@@ -458,6 +482,7 @@ class _Workspace:
         self.basis = np.empty((capacity, n))
         self.images = np.empty((capacity, n))
         self.gram = np.empty((capacity, capacity))
+        self.resid = np.empty(n)  # the top Ritz vector's residual
 
     @property
     def capacity(self):
@@ -493,7 +518,8 @@ def _lanczos(op, block, tol, min_matvec=1, workspace=None):
     direction).  The test is not applied before ``min_matvec`` products,
     except on an invariant subspace (nothing new can be found).  ``workspace``
     (a :class:`_Workspace` of size ``n``) is used and grown as needed; None
-    allocates one.
+    allocates one.  The residual and the next basis vector are formed in the
+    workspace, in place: the Ritz vector itself is formed only at the end.
     """
     first = block[0]
     n = first.size
@@ -502,14 +528,14 @@ def _lanczos(op, block, tol, min_matvec=1, workspace=None):
         return _Ritz(_best_seen(op, first), float("nan"), None)
     pending = list(block[1:])
     if workspace is None:
-        workspace = _Workspace(n, min(max_k, _WORKSPACE_CAPACITY))
+        workspace = _Workspace(n, min(max_k + 1, _WORKSPACE_CAPACITY))
     second_from_block = False
-    q, anorm = first, 0.0
+    anorm = 0.0
+    workspace.reserve(1)
+    workspace.basis[0] = first
     for k in range(max_k):
-        workspace.reserve(k + 1)
         basis, images, gram = workspace.basis, workspace.images, workspace.gram
-        basis[k] = q
-        w = op(q)
+        w = op(basis[k])  # op passes a copy to matvec
         if not op.finite:
             return _Ritz(_nan_result(first, op.count), float("nan"), None)
         images[k] = w
@@ -519,9 +545,13 @@ def _lanczos(op, block, tol, min_matvec=1, workspace=None):
         values, vectors = np.linalg.eigh(gram[: k + 1, : k + 1])
         theta, c = float(values[-1]), vectors[:, -1]
         anorm = max(anorm, abs(values[0]), abs(values[-1]))
-        ritz = c.dot(active)
-        resid = c.dot(images[: k + 1]) - theta * ritz
-        rho = float(np.linalg.norm(resid))  # ||A y - theta y||
+        # residual A y - theta y of the Ritz vector y = V^T c, formed in the
+        # workspace as W^T c - V^T (theta c) (y itself is not formed)
+        resid = workspace.resid
+        np.dot(c, images[: k + 1], out=resid)
+        _project_out(resid, active, theta * c)
+        rho2 = float(resid @ resid)
+        rho = np.sqrt(rho2)  # ||A y - theta y||
         err = rho
         if k > 0 and values[-1] > values[-2]:
             # Kato-Temple: lambda_1 - theta <= rho^2 / (theta - lambda_2), with
@@ -534,35 +564,53 @@ def _lanczos(op, block, tol, min_matvec=1, workspace=None):
             safety = 1.0
             if k == 1:
                 safety = _TWO_BLOCK_SAFETY if second_from_block else _TWO_VECTOR_SAFETY
-            err = min(rho, safety * rho * rho / (values[-1] - values[-2]))
+            err = min(rho, safety * rho2 / (values[-1] - values[-2]))
         floor = 16 * _EPS * anorm  # round-off floor (e.g. theta == 0)
         converged = err <= tol * abs(theta) or err <= floor
         done = converged and k + 1 >= min_matvec
-        # next basis vector: a useful warm-start column, else the residual
-        # (not needed, and not computed, when done)
-        nxt, from_block = None, False
-        while pending and nxt is None and not done:
-            cand = _orthogonalize(pending.pop(0), active)
-            norm = np.linalg.norm(cand)
-            if norm >= _BLOCK_MIN_NEW:
-                nxt, from_block = cand / norm, True
-        if nxt is None and not done:
-            cand = _orthogonalize(resid, active)
-            norm = np.linalg.norm(cand)
+        # next basis vector, written into basis[k + 1]: a useful warm-start
+        # column, else the residual (not needed, and not computed, when done)
+        found, from_block = False, False
+        if not done and k + 1 < n:
+            workspace.reserve(k + 2)
+            basis = workspace.basis
+            active, nxt = basis[: k + 1], basis[k + 1]
+        while pending and not found and not done and k + 1 < n:
+            cand = pending.pop(0)
+            coef = active.dot(cand)
+            norm2 = float(cand @ cand)
+            # the part orthogonal to the basis, from Pythagoras: a column
+            # that is too short is dropped without being formed
+            left2 = norm2 - float(coef @ coef)
+            if norm2 > 0 and left2 >= (_BLOCK_MIN_NEW**2) * norm2:
+                nxt[:] = cand
+                _project_out(nxt, active, coef)
+                norm = np.sqrt(nxt @ nxt)
+                if norm < _DGKS * np.sqrt(norm2):
+                    _project_out(nxt, active, active.dot(nxt))
+                    norm = np.sqrt(nxt @ nxt)
+                if norm > 0 and norm >= _BLOCK_MIN_NEW * np.sqrt(norm2):
+                    nxt *= 1.0 / norm
+                    found, from_block = True, True
+        if not found and not done and k + 1 < n:
+            norm = _orthogonalize_into(resid, active, rho2)
             if norm > floor and norm > 0:
-                nxt = cand / norm
-        done = done or nxt is None or k + 1 == n  # or an invariant subspace
+                np.multiply(resid, 1.0 / norm, out=nxt)
+                found = True
+        done = done or not found  # or an invariant subspace (or k + 1 == n)
         if done or k + 1 == max_k:
-            vec = _orient(ritz, first)
+            vec = _orient(c.dot(active), first, inplace=True)
             second = (
-                (float(values[-2]), _orient(vectors[:, -2].dot(active), first))
+                (
+                    float(values[-2]),
+                    _orient(vectors[:, -2].dot(active), first, inplace=True),
+                )
                 if k > 0
                 else (float("nan"), None)
             )
             return _Ritz(EigenResult(theta, vec, op.count, bool(done)), *second)
         if k == 0:
             second_from_block = from_block
-        q = nxt
     raise AssertionError("unreachable")  # pragma: no cover
 
 
@@ -919,19 +967,24 @@ class TopEigenTracker:
     On 1000 digits with a 64-256-256-10 tanh MLP (P = 85,002, one thread,
     ``tol=1e-4``, 220 steps at ``eta = 4 / lambda_0``: catapult, progressive
     sharpening, edge of stability from step 62; ``benchmarks/run.py --only
-    eos_tracking``): 4.5 products and 53 ms per update with float32
-    products, 104 ms before they and the workspace were introduced (same
-    products, float64), largest error 4.9e-5 against eigenvalues converged
-    to 1e-10.  Warm-started ``torch.lobpcg`` on float64 PyTorch HVPs took
-    18.4 products and 376 ms at the same accuracy; a PyHessian-style power
-    iteration 3.0 products and 57 ms, but up to 3.8 % low.  A float32
-    product costs 0.4 of a float64 one there and moved the eigenvalue by
-    3e-10 to 1.3e-8 (relative) along a 400-step run of the same setup.  The
-    Lanczos bookkeeping (reorthogonalization, Ritz vectors) costs about 2 ms
-    per product at this size; with numpy's ``@`` of a few rows by a vector
-    (no BLAS) and a basis allocated per update it cost 15 to 30 ms, and 660
-    ms per product of a cold start at P = 1.1 million (width 1024), now 120
-    ms.
+    eos_tracking``): 4.5 products and 53 to 55 ms per update with float32
+    products (61 ms in the same session before the in-place residual below
+    and the float32 kernel's BLAS accumulation; 104 ms before float32
+    products and the workspace, same products, float64), largest error
+    4.9e-5 against eigenvalues converged to 1e-10; a tracked
+    ``MLPRegressor.fit`` took 4.2 times a plain one (4.6 before).
+    Warm-started ``torch.lobpcg`` on float64 PyTorch HVPs took 18.4 products
+    and about 420 ms at the same accuracy; a PyHessian-style power iteration
+    3.0 products and 63 ms, but up to 3.8 % low.  A float32 product costs
+    about a third of a float64 one there (8.5 vs 27 ms) and moved the
+    eigenvalue by 3e-10 to 1.3e-8 (relative) along a 400-step run of the
+    same setup.  The Lanczos bookkeeping (reorthogonalization, residual,
+    Ritz vectors) costs about 1.2 ms per product at this size, 1.5 ms when
+    the residual and the next basis vector were new arrays rather than
+    written in place by BLAS ``dgemv``; with numpy's ``@`` of a few rows by a
+    vector (no BLAS) and a basis allocated per update it cost 15 to 30 ms,
+    and 660 ms per product of a cold start at P = 1.1 million (width 1024),
+    then 120 ms.
 
     The stopping test is Kato-Temple's (see :func:`top_eigenpair`), which
     overestimates the error about tenfold here: the residual of a warm start
@@ -941,7 +994,14 @@ class TopEigenTracker:
     update during progressive sharpening and 4.5 instead of 7.8 in the
     hardest stretch of the edge of stability (steps 180-300 of the 400-step
     run).  A cluster version of the bound (the top two Ritz pairs' residuals
-    over the gap to the third Ritz value) saved no product there.
+    over the gap to the third Ritz value) saved no product there, and on the
+    220-step run it returned errors up to 1.8e-4.  Other block columns did
+    not pay either (220-step run, 4.53 products per update as it is): the
+    current gradient as a fourth column, 5.5; the last residual direction,
+    5.4; the column of two calls back dropped, 5.1; in its place the
+    extrapolation ``2 v(t-2) - v(t-4)``, 4.4 but with six times as many
+    errors above ``tol / 2``; the two extra columns swapped, 4.4 but errors
+    up to 3e-4.
 
     Examples
     --------
@@ -1037,7 +1097,8 @@ class TopEigenTracker:
         if np.isfinite(res.eigenvalue):
             self._top = [*self._top[-1:], res.eigenvector]
             second = ritz.second_vector
-            ok = second is not None and np.all(np.isfinite(second))
+            # (a unit vector: its square norm is finite unless an entry is not)
+            ok = second is not None and bool(np.isfinite(second @ second))
             self._second = second if ok else None
         return res
 

@@ -481,3 +481,105 @@ def test_top_k_eigenvalues_along_a_run(digits):
     assert uv.engine_ == "parameter" and uv.top_eigenvalues_trace_.shape == (6, 2)
     with pytest.raises(ValueError, match="k=9 eigenvalues need more than 9"):
         UVRegressor(2, max_iter=1, k=9).fit(np.ones((1, 2)), [1.0])
+
+
+# --------------------------------------------------------------------------
+# The float32 Hessian matvec of MLPModel points (sgemm accumulation, factored
+# curvature terms, buffers shared by the points of a model)
+# --------------------------------------------------------------------------
+def _kernel_net(rng, sizes, bias):
+    params, mults = [], []
+    for fan_in, fan_out in zip(sizes[:-1], sizes[1:], strict=True):
+        params.append(rng.normal(size=(fan_in, fan_out)))
+        mults.append(rng.uniform(0.5, 1.5))
+        if bias:
+            params.append(rng.normal(size=fan_out))
+            mults.append(rng.uniform(0.5, 1.5))
+    return params, mults
+
+
+@pytest.mark.parametrize("activation", ["identity", "logistic", "tanh", "relu"])
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize(
+    "loss, sizes",
+    [
+        ("squared_error", [4, 6, 5, 3]),
+        ("squared_error", [4, 3]),  # no hidden layer
+        ("log_loss", [4, 7, 3]),
+        ("binary_log_loss", [4, 5, 6, 1]),
+    ],
+)
+def test_float32_matvec_matches_float64_and_the_list_kernel(
+    activation, bias, loss, sizes
+):
+    from sharpsk._mlp_kernels import mlp_hvp, mlp_matvec, mlp_point
+
+    rng = np.random.default_rng(3)
+    params, mults = _kernel_net(rng, sizes, bias)
+    X = rng.normal(size=(11, sizes[0]))
+    if loss == "binary_log_loss":
+        Y = rng.integers(0, 2, (11, 1)).astype(float)
+    else:
+        Y = np.eye(sizes[-1])[rng.integers(0, sizes[-1], 11)]
+    point = mlp_point(params, X, Y, mults, activation, loss)
+    exact, n = mlp_matvec(point)
+    fast, _ = mlp_matvec(point, dtype=np.float32)
+    H = np.column_stack([exact(e) for e in np.eye(n)])
+    H32 = np.column_stack([fast(e) for e in np.eye(n)])
+    scale = np.abs(H).max()
+    assert_allclose(H32, H, rtol=0, atol=2e-6 * scale)
+    # the list kernel's float32 products (the R-passes without the fusions)
+    shapes = [p.shape for p in params]
+    for v in rng.normal(size=(3, n)):
+        parts = np.split(v, np.cumsum([p.size for p in params])[:-1])
+        vecs = [part.reshape(s) for part, s in zip(parts, shapes, strict=True)]
+        listed = np.concatenate(
+            [h.ravel() for h in mlp_hvp(point, vecs, dtype=np.float32)]
+        )
+        assert_allclose(fast(v), listed, rtol=0, atol=2e-6 * np.abs(listed).max())
+
+
+def test_float32_buffers_shared_by_points_change_no_number(digits):
+    """Points of one model write their float32 copies (and the factored
+    curvature terms) into the arrays of the previous point: going back to an
+    earlier point, or to a measurement batch of another size, gives the
+    numbers of a fresh model bit for bit."""
+    from sharpsk._mlp_kernels import MLPModel
+
+    X, Y = digits
+    X, Y = X[:60], Y[:60]
+    est = MLPRegressor((7, 5), random_state=0)
+    params, mults, _ = est._initialize(X.shape[1], Y.shape[1], np.random.RandomState(0))
+    shapes = [p.shape for p in params]
+    theta = np.concatenate([p.ravel() for p in params])
+    rng = np.random.default_rng(0)
+    thetas = [theta, theta + 0.1 * rng.normal(size=theta.size)]
+    vecs = rng.normal(size=(2, theta.size))
+    shared = MLPModel(X, Y, shapes, mults, "tanh")
+    rows = np.arange(0, 60, 3)
+    sequence = [(0, None), (1, None), (0, rows), (0, None), (1, rows), (1, None)]
+    for k, r in sequence:
+        got = [shared.point(thetas[k], r).hvp32(v) for v in vecs]
+        fresh = MLPModel(X, Y, shapes, mults, "tanh").point(thetas[k], r)
+        for v, g in zip(vecs, got, strict=True):
+            assert_array_equal(g, fresh.hvp32(v))
+    # the float32 product is the float64 one to float32 precision
+    point = shared.point(thetas[1])
+    exact = point.hvp(vecs[0])
+    assert_allclose(point.hvp32(vecs[0]), exact, atol=1e-5 * np.abs(exact).max())
+
+
+@pytest.mark.parametrize("a_order", ["C", "F"])
+@pytest.mark.parametrize("b_order", ["C", "F"])
+@pytest.mark.parametrize("alpha, beta", [(1.0, 0.0), (0.5, 1.0), (2.0, -1.5)])
+def test_gemm_in_place(a_order, b_order, alpha, beta):
+    from sharpsk._mlp_kernels import _gemm
+
+    rng = np.random.default_rng(0)
+    a = np.asarray(rng.normal(size=(7, 4)), dtype=np.float32, order=a_order)
+    b = np.asarray(rng.normal(size=(4, 5)), dtype=np.float32, order=b_order)
+    c = rng.normal(size=(7, 5)).astype(np.float32)
+    expected = alpha * (a.astype(float) @ b.astype(float)) + beta * c
+    out = _gemm(a, b, c, alpha, beta)
+    assert out is c and c.dtype == np.float32
+    assert_allclose(c, expected, rtol=1e-5, atol=1e-5)

@@ -4,7 +4,7 @@ import autograd
 import autograd.numpy as anp
 import numpy as np
 import pytest
-from numpy.testing import assert_allclose
+from numpy.testing import assert_allclose, assert_array_equal
 
 from sharpsk._maps import uv_sharpness
 from sharpsk._sharpness import (
@@ -595,6 +595,49 @@ def test_extra_starts_inside_the_basis_cost_nothing():
     assert abs(res.eigenvalue - values[-1]) <= 1e-8 * values[-1]
 
 
+def test_extra_start_threshold_five_percent_new():
+    """A column is used when its part orthogonal to the basis has at least 5 %
+    of its norm (decided from the projection coefficients alone: a column
+    below it costs no product and changes no number)."""
+    from sharpsk._sharpness import _CountingOperator, _lanczos
+
+    n = 60
+    A = random_symmetric(n, 21)
+    rng = np.random.default_rng(2)
+    v0 = rng.normal(size=n)
+    v0 /= np.linalg.norm(v0)
+    perp = rng.normal(size=n)
+    perp -= (perp @ v0) * v0
+    perp /= np.linalg.norm(perp)
+
+    def run(block):
+        op = _CountingOperator(lambda v: A @ v, n, 200)
+        seen = []
+
+        def record(v):
+            seen.append(v.copy())
+            return A @ v
+
+        op.matvec = record
+        return _lanczos(op, block, 1e-10, 2), seen
+
+    plain, plain_seen = run([v0])
+    for share, used in [(0.04, False), (0.06, True)]:
+        col = np.sqrt(1 - share**2) * v0 + share * perp
+        ritz, seen = run([v0, col])
+        if used:  # the second basis vector is the column's new part
+            assert_allclose(abs(seen[1] @ perp), 1.0, rtol=1e-12)
+        else:  # skipped: the plain Lanczos run, bit for bit
+            assert ritz.result.eigenvalue == plain.result.eigenvalue
+            assert ritz.result.n_hvp == plain.result.n_hvp
+            assert_array_equal(np.array(seen), np.array(plain_seen))
+        assert_allclose(ritz.result.eigenvalue, np.linalg.eigvalsh(A)[-1], 1e-10)
+    # a zero column (the tracker never passes one) is skipped, not divided by 0
+    ritz, seen = run([v0, np.zeros(n)])
+    assert ritz.result.eigenvalue == plain.result.eigenvalue
+    assert_array_equal(np.array(seen), np.array(plain_seen))
+
+
 @pytest.mark.parametrize(
     "extra, match",
     [
@@ -753,6 +796,7 @@ def test_lanczos_workspace_size_and_reuse_change_no_number():
             work.basis[:] = np.nan
             work.images[:] = np.nan
             work.gram[:] = np.nan
+            work.resid[:] = np.nan
         op = _CountingOperator(lambda v: A @ v, 80, 200)
         ritz = _lanczos(op, block, 1e-12, 1, work)
         assert work.capacity >= ritz.result.n_hvp
