@@ -15,10 +15,16 @@ How the identity is kept:
   runs along the same axis and contiguity as in the single run;
 * the step itself is the optimizer object's ``update`` (elementwise);
 * every recorded value comes from the per-run code: at a recorded step each
-  run's point is :meth:`sharpsk._mlp_kernels.MLPModel.point` of its parameter vector,
-  its loss is that point's, and its sharpness is a
-  :class:`~sharpsk._sharpness.TopEigenTracker` of its own fed with that
-  point's Hessian-vector products, as in :func:`sharpsk._engine.train`;
+  run's point is the :func:`sharpsk._mlp_kernels.mlp_point` dict of its
+  parameter vector (its activations and output taken from the stacked
+  forward pass, which computes the same numbers, its loss from the loss
+  table), and its sharpness is a :class:`~sharpsk._sharpness.TopEigenTracker`
+  of its own fed with that point's Hessian-vector products, as in
+  :func:`sharpsk._engine.train`;
+* runs starting from the same parameters (and measurement rows) measure
+  their first record once: the other runs get a copy of that tracker and
+  record, which is what measuring them would give (an update is a
+  deterministic function of the tracker's state and the operator);
 * the labels and tails are :func:`sharpsk._dynamics.summarize_run` of each
   run's traces, the function of the per-run scan worker.
 
@@ -26,6 +32,7 @@ A diverged run is recorded as the per-run engine records it (its last finite
 state closes the traces) and leaves the batch.
 """
 
+import copy
 import hashlib
 
 import numpy as np
@@ -35,7 +42,13 @@ from ._dynamics import summarize_run
 from ._engine import limit_blas_threads
 from ._losses import get_loss
 from ._maps import divergence_bound
-from ._mlp_kernels import MLPModel, _activate, _first_derivative
+from ._mlp_kernels import (
+    MLPModel,
+    _activate,
+    _first_derivative,
+    _layers,
+    _MLPPoint,
+)
 from ._optimizers import make_optimizer
 from ._sharpness import TopEigenTracker
 
@@ -216,6 +229,31 @@ class _Net:
                 delta = g if d1 is None else g * d1
         return grad
 
+    def point(self, model, theta_r, cache, j):
+        """Run ``j``'s :meth:`~sharpsk._mlp_kernels.MLPModel.point` from a cache.
+
+        The :func:`~sharpsk._mlp_kernels.mlp_point` dict at ``theta_r``
+        without a second forward pass: its activations and output are the
+        cache's (the same numbers, see :meth:`forward`), its prediction,
+        residual and loss computed as ``mlp_point`` computes them.
+        """
+        params = model.unflatten(theta_r)
+        out = cache["output"][j]
+        pred = self.loss.prediction(out)
+        pt = {
+            "params": params,
+            "layers": _layers(params, model.multipliers),
+            "activation": self.activation,
+            "loss_function": self.loss,
+            "targets": self.Y,
+            "hs": [self.X] + [h[j] for h in cache["hs"][1:]],
+            "output": out,
+            "prediction": pred,
+            "residual": pred - self.Y,
+            "loss": self.loss.value(out, self.Y),
+        }
+        return _MLPPoint(pt, model._buffers32)
+
 
 def _take(cache, keep):
     """The cache of the runs ``keep`` (a boolean mask)."""
@@ -226,15 +264,25 @@ def _take(cache, keep):
     }
 
 
-def _train_chunk(net, model, theta, eta, optimizer, max_iter, record_every, tol, rows):
-    """Train one chunk of runs; returns per-run traces, ``n_iter``, ``diverged``."""
+def _train_chunk(
+    net, model, theta, eta, optimizer, max_iter, record_every, tol, rows, starts
+):
+    """Train one chunk of runs; returns per-run traces, ``n_iter``, ``diverged``.
+
+    ``starts``: a dict shared by the chunks of one call, the first tracker
+    and record of every start measured so far.
+    """
     R = theta.shape[0]
     trackers = [TopEigenTracker(tol=tol, random_state=0) for _ in range(R)]
     traces = [{"steps": [], "loss": [], "sharpness": []} for _ in range(R)]
 
-    def measure(r, t, theta_r):
-        """The records of :func:`~sharpsk._engine.train` at step ``t``."""
-        point = model.point(theta_r)
+    def measure(r, t, theta_r, cache, j):
+        """The records of :func:`~sharpsk._engine.train` at step ``t``.
+
+        ``theta_r`` is row ``j`` of the chunk's parameters, ``cache`` their
+        forward pass.
+        """
+        point = net.point(model, theta_r, cache, j)
         mpoint = point if rows is None else model.point(theta_r, rows[r])
         sharp = np.nan
         if np.isfinite(mpoint.loss):
@@ -253,8 +301,20 @@ def _train_chunk(net, model, theta, eta, optimizer, max_iter, record_every, tol,
     cache = net.forward(theta)
     loss = net.loss_values(cache)
     bound = divergence_bound(net.divergence_scale(cache), model.target_max)
+    # Runs starting from the same parameters (and measurement rows) share
+    # their first record: a tracker's update is a deterministic function of
+    # its state and its operator, so measuring once and copying the tracker
+    # gives every such run the record and the tracker of measuring it.
+    # ``starts`` (shared by the chunks) maps a start to its first tracker and
+    # record.
     for r in range(R):
-        measure(r, 0, theta[r])
+        start = theta[r].tobytes() + (b"" if rows is None else rows[r].tobytes())
+        if start not in starts:
+            measure(r, 0, theta[r], cache, r)
+            starts[start] = (copy.deepcopy(trackers[r]), traces[r])
+        tracker, record = starts[start]
+        trackers[r] = copy.deepcopy(tracker)
+        traces[r] = {name: list(values) for name, values in record.items()}
     # a non-finite start: one record, no step
     keep = np.isfinite(loss) & np.all(np.isfinite(theta), axis=1)
     if not keep.all():
@@ -274,7 +334,7 @@ def _train_chunk(net, model, theta, eta, optimizer, max_iter, record_every, tol,
     while idx.size:
         if t != 0 and (t % record_every == 0 or t == max_iter):
             for j, r in enumerate(idx.tolist()):
-                measure(r, t, theta[j])
+                measure(r, t, theta[j], cache, j)
         if t == max_iter:
             break
         grad = net.gradient(theta, cache)
@@ -289,7 +349,7 @@ def _train_chunk(net, model, theta, eta, optimizer, max_iter, record_every, tol,
                 r = int(idx[j])
                 diverged[r], n_iter[r] = True, t
                 if t % record_every != 0:  # the last finite state closes the traces
-                    measure(r, t, theta[j])
+                    measure(r, t, theta[j], cache, j)
             idx, eta_col, bound = idx[ok], eta_col[ok], bound[ok]
             new_theta, new_cache = new_theta[ok], _take(new_cache, ok)
             new_state = {key: value[ok] for key, value in new_state.items()}
@@ -428,7 +488,7 @@ def mlp_batched_runs(
         )
     if chunk_size is None:
         chunk_size = _chunk_size(net.n, [sh[-1] for sh in shapes])
-    traces, n_iter, diverged = [], [], []
+    traces, n_iter, diverged, starts = [], [], [], {}
     with (
         limit_blas_threads(blas_threads),
         np.errstate(over="ignore", invalid="ignore", divide="ignore"),
@@ -446,6 +506,7 @@ def mlp_batched_runs(
                 int(record_every),
                 sharpness_tol,
                 rows,
+                starts,
             )
             traces += tr
             n_iter.append(it)

@@ -229,6 +229,34 @@ def test_chunks_change_no_number(digits):
             assert_array_equal(a[key], b[key], err_msg=key)
 
 
+def test_runs_from_one_start_share_the_first_measurement(digits, monkeypatch):
+    # three runs from one start and one from another, one run per chunk:
+    # two cold measurements at step 0, and the numbers of one fit per run
+    import sharpsk._mlp_batched as batched
+
+    X, Y = digits
+    calls = []
+
+    class Counting(batched.TopEigenTracker):
+        def update(self, *args, **kwargs):
+            calls.append(self)
+            return super().update(*args, **kwargs)
+
+    monkeypatch.setattr(batched, "TopEigenTracker", Counting)
+    est = _reg(max_iter=0)
+    configured = [clone(est), clone(est), _reg(max_iter=0, random_state=3), clone(est)]
+    eta = np.array([0.1, 0.2, 0.3, 0.4])
+    out = _run_batched(configured, X, Y, eta, chunk_size=1)
+    assert len(calls) == 2
+    _assert_same(out, _per_run(configured, X, Y, eta))
+    # across chunks, with later records of their own
+    est = _reg(max_iter=20, record_every=5)
+    configured = [clone(est) for _ in range(3)]
+    eta = np.array([0.5, 3.0, 8.0]) / _initial_sharpness(est, X, Y)
+    out = _run_batched(configured, X, Y, eta, chunk_size=2)
+    _assert_same(out, _per_run(configured, X, Y, eta))
+
+
 @pytest.mark.parametrize(
     "params",
     [
