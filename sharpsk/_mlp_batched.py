@@ -42,13 +42,7 @@ from ._dynamics import summarize_run
 from ._engine import limit_blas_threads
 from ._losses import get_loss
 from ._maps import divergence_bound
-from ._mlp_kernels import (
-    MLPModel,
-    _activate,
-    _first_derivative,
-    _layers,
-    _MLPPoint,
-)
+from ._mlp_kernels import MLPModel, _activate, _first_derivative
 from ._optimizers import make_optimizer
 from ._sharpness import TopEigenTracker
 
@@ -230,29 +224,11 @@ class _Net:
         return grad
 
     def point(self, model, theta_r, cache, j):
-        """Run ``j``'s :meth:`~sharpsk._mlp_kernels.MLPModel.point` from a cache.
-
-        The :func:`~sharpsk._mlp_kernels.mlp_point` dict at ``theta_r``
-        without a second forward pass: its activations and output are the
-        cache's (the same numbers, see :meth:`forward`), its prediction,
-        residual and loss computed as ``mlp_point`` computes them.
-        """
-        params = model.unflatten(theta_r)
-        out = cache["output"][j]
-        pred = self.loss.prediction(out)
-        pt = {
-            "params": params,
-            "layers": _layers(params, model.multipliers),
-            "activation": self.activation,
-            "loss_function": self.loss,
-            "targets": self.Y,
-            "hs": [self.X] + [h[j] for h in cache["hs"][1:]],
-            "output": out,
-            "prediction": pred,
-            "residual": pred - self.Y,
-            "loss": self.loss.value(out, self.Y),
-        }
-        return _MLPPoint(pt, model._buffers32)
+        """Run ``j``'s :meth:`~sharpsk._mlp_kernels.MLPModel.point` at
+        ``theta_r``, from the stacked forward pass ``cache`` (the same
+        numbers as its own pass, see :meth:`forward`)."""
+        hs = [self.X] + [h[j] for h in cache["hs"][1:]]
+        return model.point(theta_r, forward=(hs, cache["output"][j]))
 
 
 def _take(cache, keep):

@@ -185,7 +185,9 @@ def mlp_loss(params, X, Y, multipliers, activation, loss="squared_error"):
     return get_loss(loss).reference(h, Y)
 
 
-def mlp_point(params, X, Y, multipliers, activation, loss="squared_error"):
+def mlp_point(
+    params, X, Y, multipliers, activation, loss="squared_error", *, forward=None
+):
     """Forward pass at ``params``, stored for gradients and HVPs.
 
     Parameters
@@ -203,6 +205,11 @@ def mlp_point(params, X, Y, multipliers, activation, loss="squared_error"):
     loss : {"squared_error", "log_loss", "binary_log_loss"} or Loss, \
             default="squared_error"
         An entry of :data:`~sharpsk._losses.LOSS_FUNCTIONS`.
+    forward : tuple, default=None
+        ``(hs, output)``: the activations ``[X, h_1, ...]`` and the output of
+        this very forward pass when they were computed elsewhere (the
+        batched engine's stacked pass computes the same numbers); no pass is
+        made then.
 
     Returns
     -------
@@ -225,17 +232,20 @@ def mlp_point(params, X, Y, multipliers, activation, loss="squared_error"):
     """
     loss = get_loss(loss)
     layers = _layers(params, multipliers)
-    hs = [X]
-    for i, (W, m_w, b, m_b) in enumerate(layers):
-        z = hs[-1] @ W
-        if m_w != 1.0:  # (x * 1.0 == x: skipping it changes no bit)
-            z *= m_w
-        if b is not None:
-            z += m_b * b
-        if i == len(layers) - 1:
-            out = z
-        else:
-            hs.append(_activate(activation, z))
+    if forward is not None:
+        hs, out = forward
+    else:
+        hs = [X]
+        for i, (W, m_w, b, m_b) in enumerate(layers):
+            z = hs[-1] @ W
+            if m_w != 1.0:  # (x * 1.0 == x: skipping it changes no bit)
+                z *= m_w
+            if b is not None:
+                z += m_b * b
+            if i == len(layers) - 1:
+                out = z
+            else:
+                hs.append(_activate(activation, z))
     pred = loss.prediction(out)
     return {
         "params": params,
@@ -852,7 +862,9 @@ class MLPModel(Model):
         b = self.bounds
         return [theta[b[i] : b[i + 1]].reshape(sh) for i, sh in enumerate(self.shapes)]
 
-    def point(self, theta, rows=None):
+    def point(self, theta, rows=None, forward=None):
+        """The point at ``theta`` (on the samples ``rows``); ``forward``: its
+        forward pass when already computed, see :func:`mlp_point`."""
         X, Y = (self.X, self.Y) if rows is None else (self.X[rows], self.Y[rows])
         return _MLPPoint(
             mlp_point(
@@ -862,6 +874,7 @@ class MLPModel(Model):
                 self.multipliers,
                 self.activation,
                 self.loss,
+                forward=forward,
             ),
             self._buffers32,
         )
