@@ -48,7 +48,7 @@ _COMPILED_MIN_SECONDS = 0.2
 
 # Runs the compiled core steps and labels at a time: their tail records
 # (16 bytes per run and record) stay in cache until they are labelled.
-_COMPILED_BATCH = 512
+_COMPILED_BATCH = 256
 
 
 def compiled_core(compiled=None, n_runs=None, n_steps=None):
