@@ -324,17 +324,19 @@ def _schedule(learning_rate, lr_units, initial_sharpness):
 class _Record:
     """A growing array of one value (or one row) per record.
 
-    Capacity doubles as needed, so a trace costs its values (8 bytes each),
-    not a Python object per value, and grows with what actually ran.
+    Sized for ``capacity`` records (the records a run schedules: its traces
+    are then allocated once), and doubled as needed, so a trace costs its
+    values (8 bytes each), not a Python object per value.
     """
 
-    def __init__(self, dtype=np.float64):
+    def __init__(self, dtype=np.float64, capacity=16):
         self.dtype, self.data, self.n = dtype, None, 0
+        self.capacity = max(1, int(capacity))
 
     def append(self, value):
         value = np.asarray(value, dtype=self.dtype)
         if self.data is None:
-            self.data = np.empty((16,) + value.shape, dtype=self.dtype)
+            self.data = np.empty((self.capacity,) + value.shape, dtype=self.dtype)
         elif self.n == len(self.data):
             self.data = np.concatenate([self.data, np.empty_like(self.data)])
         self.data[self.n] = value
@@ -451,7 +453,10 @@ def train(
         keys += ("ntk",) if compute_ntk else ()
         keys += ("preconditioned",) if optimizer.adaptive else ()
         dtypes = {"steps": np.int64, "n_hvp": np.int64, "converged": bool}
-        traces = {key: _Record(dtypes.get(key, np.float64)) for key in keys}
+        # the scheduled records, and the closing one of a diverged run (at
+        # most 2**20 up front: a run may stop long before its max_iter)
+        n_records = min(max_iter // record_every + 2, 2**20)
+        traces = {key: _Record(dtypes.get(key, np.float64), n_records) for key in keys}
         extras, growth = {}, _Record()
         if resume is None:
             t0 = 0
