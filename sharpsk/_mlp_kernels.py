@@ -498,15 +498,9 @@ def _r_operator_buffered(point, vecs, dtype, buffers, out):
     n_layers = len(layers)
 
     def buf(shape, key):
-        arr = buffers.get(key)
-        if arr is None or arr.shape != shape:
-            arr = buffers[key] = np.empty(shape, dtype=dtype)
-        return arr
+        return _scratch(buffers, key, shape, dtype)
 
-    dirs, j = [], 0
-    for _, _, b, _ in layers:
-        dirs.append((vecs[j], None if b is None else vecs[j + 1]))
-        j += 1 if b is None else 2
+    dirs = _split_directions(layers, vecs)
     # Forward R-pass: Rz_l = m_W (h_l V_l + Rh_l W_l) + m_b u_l.
     rhs, rzs, rh = [None] * n_layers, [None] * n_layers, None
     for i, (W, m_w, _, m_b) in enumerate(layers):
@@ -612,6 +606,24 @@ def mlp_hvp(point, vecs, *, gauss_newton=False, dtype=None):
     return _r_operator(point, vecs, gauss_newton, dtype)
 
 
+def _scratch(buffers, key, shape, dtype):
+    """The array ``buffers[key]`` of ``shape``, made (again) if needed."""
+    arr = buffers.get(key)
+    if arr is None or arr.shape != shape:
+        arr = buffers[key] = np.empty(shape, dtype=dtype)
+    return arr
+
+
+def _split_directions(layers, vecs):
+    """``(V, u)`` per layer: the direction ``vecs`` split like the
+    parameters (``u`` None for a layer without bias)."""
+    dirs, j = [], 0
+    for _, _, b, _ in layers:
+        dirs.append((vecs[j], None if b is None else vecs[j + 1]))
+        j += 1 if b is None else 2
+    return dirs
+
+
 def _r_operator(point, vecs, gauss_newton, dtype, buffers=None, out=None):
     """The R-passes of :func:`mlp_hvp` (``vecs`` already in ``dtype``).
 
@@ -633,24 +645,14 @@ def _r_operator(point, vecs, gauss_newton, dtype, buffers=None, out=None):
         if buffers is None:
             return a @ b
         shape = (a.shape[0], b.shape[1])
-        buf = buffers.get(key)
-        if buf is None or buf.shape != shape:
-            buf = buffers[key] = np.empty(shape, dtype=dtype)
-        return np.matmul(a, b, out=buf)
+        return np.matmul(a, b, out=_scratch(buffers, key, shape, dtype))
 
     def mul(a, b, key):
         if buffers is None:
             return a * b
-        buf = buffers.get(key)
-        if buf is None or buf.shape != a.shape:
-            buf = buffers[key] = np.empty(a.shape, dtype=dtype)
-        return np.multiply(a, b, out=buf)
+        return np.multiply(a, b, out=_scratch(buffers, key, a.shape, dtype))
 
-    # Split the direction like the parameters.
-    dirs, j = [], 0
-    for _, _, b, _ in layers:
-        dirs.append((vecs[j], None if b is None else vecs[j + 1]))
-        j += 1 if b is None else 2
+    dirs = _split_directions(layers, vecs)
     # Forward R-pass: Rz_l = m_W (Rh_l W_l + h_l V_l) + m_b u_l.
     rhs, rzs, rh = [None] * n_layers, [None] * n_layers, None
     for i, (W, m_w, _, m_b) in enumerate(layers):
