@@ -250,28 +250,18 @@ def uv_batched_runs(
     P = n_rec if full else min(int(n_tail_points), T)
     # eta times the threshold, rounded as classify_run rounds it
     edge = eta * GD.stability_threshold(eta)
+    runs = (delta_f0, ntk0, eta, kappa, y, bound)
+    kw = dict(schedule=schedule, T=T, P=P, max_iter=max_iter, edge=edge)
     if core is not None and not full:
         out, tail_sharp, tail_loss = _compiled_scan(
-            core,
-            (delta_f0, ntk0, eta, kappa, y, bound),
-            (alive, n_iter, max_es),
-            schedule=schedule,
-            T=T,
-            P=P,
-            max_iter=max_iter,
-            edge=edge,
-            analysis=analysis,
+            core, runs, (alive, n_iter, max_es), **kw, analysis=analysis
         )
     else:
         out, tail_sharp, tail_loss = _advance_and_label(
             core,
-            (delta_f0, ntk0, eta, kappa, y, bound),
+            runs,
             (alive, n_iter, max_es),
-            schedule=schedule,
-            T=T,
-            P=P,
-            max_iter=max_iter,
-            edge=edge,
+            **kw,
             analysis=analysis,
             full=full,
             chunk_size=chunk_size,

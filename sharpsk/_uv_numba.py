@@ -400,6 +400,21 @@ def _first_record(n, w, df, ntk, at):
         w[14 * C + i] = w[15 * C + i] = 0.0
 
 
+@njit(cache=True, error_model="numpy", inline="always")
+def _fold(w, i, k, v, before, final):
+    """Signal ``k`` (0 loss, 1 sharpness, 2 residual) of run ``i``'s record,
+    value ``v``, into its maximum, minimum, step maxima and last value."""
+    C = _CHUNK
+    hi, lo = w[k * C + i], w[(3 + k) * C + i]
+    step = abs(v - w[(18 + k) * C + i])
+    w[k * C + i] = v if v > hi else hi
+    w[(3 + k) * C + i] = v if v < lo else lo
+    b, f = w[(6 + k) * C + i], w[(9 + k) * C + i]
+    w[(6 + k) * C + i] = step if before and step > b else b
+    w[(9 + k) * C + i] = step if final and step > f else f
+    w[(18 + k) * C + i] = v
+
+
 @njit(cache=True, error_model="numpy")
 def _next_record(n, w, df, ntk, at, before, final, first_half, restart, second_half):
     """Fold the record ``df[at:], ntk[at:]`` into the accumulators of ``w``.
@@ -418,27 +433,9 @@ def _next_record(n, w, df, ntk, at, before, final, first_half, restart, second_h
         rise = ls - w[18 * C + i]
         top = w[12 * C + i]
         w[12 * C + i] = rise if rise > top else top
-        hi, lo, step = w[0 * C + i], w[3 * C + i], abs(ls - w[18 * C + i])
-        w[0 * C + i] = ls if ls > hi else hi
-        w[3 * C + i] = ls if ls < lo else lo
-        b, f = w[6 * C + i], w[9 * C + i]
-        w[6 * C + i] = step if before and step > b else b
-        w[9 * C + i] = step if final and step > f else f
-        w[18 * C + i] = ls
-        hi, lo, step = w[1 * C + i], w[4 * C + i], abs(sh - w[19 * C + i])
-        w[1 * C + i] = sh if sh > hi else hi
-        w[4 * C + i] = sh if sh < lo else lo
-        b, f = w[7 * C + i], w[10 * C + i]
-        w[7 * C + i] = step if before and step > b else b
-        w[10 * C + i] = step if final and step > f else f
-        w[19 * C + i] = sh
-        hi, lo, step = w[2 * C + i], w[5 * C + i], abs(d - w[20 * C + i])
-        w[2 * C + i] = d if d > hi else hi
-        w[5 * C + i] = d if d < lo else lo
-        b, f = w[8 * C + i], w[11 * C + i]
-        w[8 * C + i] = step if before and step > b else b
-        w[11 * C + i] = step if final and step > f else f
-        w[20 * C + i] = d
+        _fold(w, i, 0, ls, before, final)
+        _fold(w, i, 1, sh, before, final)
+        _fold(w, i, 2, d, before, final)
         w[13 * C + i] += es
         dev = es - w[21 * C + i]
         w[14 * C + i] += dev
