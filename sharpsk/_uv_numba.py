@@ -379,16 +379,24 @@ _CHUNK = 256
 _ROWS = 26
 
 
+@njit(cache=True, error_model="numpy", inline="always")
+def _record_signals(w, i, d, u):
+    """``(d, loss, sharpness, eta * sharpness, all finite)`` of run ``i``'s
+    record ``(d, u)``."""
+    C = _CHUNK
+    ls, sh = _loss_sharpness(d, u, w[22 * C + i], w[23 * C + i])
+    es = w[24 * C + i] * sh
+    fin = (abs(ls) < np.inf) & (abs(sh) < np.inf) & (abs(d) < np.inf)
+    return d, ls, sh, es, fin & (abs(es) < np.inf)
+
+
 @njit(cache=True, error_model="numpy")
 def _first_record(n, w, df, ntk, at):
     """Start the accumulators of ``w`` at the record ``df[at:], ntk[at:]``."""
     C = _CHUNK
     for i in range(n):
-        d = df[at + i]
-        ls, sh = _loss_sharpness(d, ntk[at + i], w[22 * C + i], w[23 * C + i])
-        es = w[24 * C + i] * sh
-        fin = (abs(ls) < np.inf) & (abs(sh) < np.inf) & (abs(d) < np.inf)
-        w[25 * C + i] = 1.0 if fin & (abs(es) < np.inf) else 0.0
+        d, ls, sh, es, fin = _record_signals(w, i, df[at + i], ntk[at + i])
+        w[25 * C + i] = 1.0 if fin else 0.0
         w[0 * C + i] = w[3 * C + i] = w[18 * C + i] = ls
         w[1 * C + i] = w[4 * C + i] = w[19 * C + i] = sh
         w[2 * C + i] = w[5 * C + i] = w[20 * C + i] = d
@@ -424,12 +432,9 @@ def _next_record(n, w, df, ntk, at, before, final, first_half, restart, second_h
     """
     C = _CHUNK
     for i in range(n):
-        d = df[at + i]
-        ls, sh = _loss_sharpness(d, ntk[at + i], w[22 * C + i], w[23 * C + i])
-        es = w[24 * C + i] * sh
-        fin = (abs(ls) < np.inf) & (abs(sh) < np.inf) & (abs(d) < np.inf)
+        d, ls, sh, es, fin = _record_signals(w, i, df[at + i], ntk[at + i])
         ok = w[25 * C + i]
-        w[25 * C + i] = ok if fin & (abs(es) < np.inf) else 0.0
+        w[25 * C + i] = ok if fin else 0.0
         rise = ls - w[18 * C + i]
         top = w[12 * C + i]
         w[12 * C + i] = rise if rise > top else top
