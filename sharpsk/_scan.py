@@ -638,16 +638,15 @@ default=None
         """``lambda_H0`` and ``eta_c`` of each configuration ``(candidate,
         seed)``: one ``max_iter=0`` fit each, found in the cache or fitted in
         parallel."""
-        distinct = configs
         keys, found = {}, {}
         if store is not None:
             keys = {
                 rk: run_key(fp["config"][rk[0]], fp["data"], rk[1], "init")
-                for rk in distinct
+                for rk in configs
             }
             found = store.load(keys.values())
         info, tasks, todo = {}, [], []
-        for rk in distinct:
+        for rk in configs:
             if rk in keys and keys[rk] in found:
                 block, row = found[keys[rk]]
                 info[rk] = tuple(block["columns"]["init"][row])
@@ -664,7 +663,7 @@ default=None
                 [keys[rk] for rk in todo],
                 {"columns": {"init": np.array([info[rk] for rk in todo])}},
             )
-        both = np.array([info[rk] for rk in distinct])
+        both = np.array([info[rk] for rk in configs])
         return both[:, 0], both[:, 1]
 
     def _dispatch(self, tasks, ids):
