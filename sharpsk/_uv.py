@@ -234,6 +234,10 @@ class UVRegressor(HessianMixin, RegressorMixin, BaseEstimator):
         rate changes.
     hvp_trace_ : ndarray of shape (n_records,)
         Hessian-vector products spent per record (0 for closed forms).
+    n_hvp_ : int
+        Total Hessian-vector products of the fit (the sum of ``hvp_trace_``,
+        as for :class:`~sharpsk.MLPRegressor`; 0 when every sharpness is the
+        closed form).
     sharpness_converged_ : ndarray of shape (n_records,)
         Whether each measurement met ``sharpness_tol``.
     top_eigenvalues_trace_ : ndarray of shape (n_records, k) or None
@@ -566,6 +570,7 @@ class UVRegressor(HessianMixin, RegressorMixin, BaseEstimator):
         self.output_scale_ = s
         self.engine_ = engine
         store_traces(self, run.pop("traces"), append=warm, **run)
+        self.n_hvp_ = int(self.hvp_trace_.sum())
         self.kappa_, self.critical_learning_rate_ = kappa, eta_c
         self._target = float(y[0]) if n_samples == 1 else np.nan
         if self.diverged_:

@@ -327,3 +327,15 @@ def test_function_engine_memory_does_not_grow_with_steps():
         assert not est.diverged_ and len(est.steps_) == 5
     # Storing every step would add at least 9000 x 2 float64 to the peak.
     assert peaks[1] - peaks[0] < 9000 * 16 / 4
+
+
+def test_n_hvp_like_mlp_regressor():
+    # UVRegressor reports its Hessian-vector products as MLPRegressor does
+    # (the sum of hvp_trace_, over a warm start too).
+    X, y = np.ones((1, 4)) / 2, np.array([1.0])
+    for engine in ("function", "parameter"):
+        est = UVRegressor(width=4, max_iter=20, random_state=0, engine=engine)
+        est.fit(X, y)
+        assert est.n_hvp_ == int(est.hvp_trace_.sum())
+        est.set_params(warm_start=True, max_iter=10).fit(X, y)
+        assert est.n_hvp_ == int(est.hvp_trace_.sum())
