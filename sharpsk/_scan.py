@@ -1138,14 +1138,15 @@ def _as_block(part):
         if "tails" in part:
             tails = _ragged(part.pop("tails"))
         else:
+            # kept as they come (the records are laid out when read): the
+            # common steps, a row per run (a diverged run keeps none)
             steps = np.asarray(part.pop("tail_steps"), dtype=np.int64)
-            sharp, loss = part.pop("tail_sharpness"), part.pop("tail_loss")
             kept = ~np.asarray(part["diverged"], dtype=bool)
             tails = {
                 "lengths": np.where(kept, steps.size, 0).astype(np.int64),
-                "step": np.tile(steps, int(kept.sum())),
-                "sharpness": np.asarray(sharp, dtype=float)[kept].ravel(),
-                "loss": np.asarray(loss, dtype=float)[kept].ravel(),
+                "steps": steps,
+                "sharpness": np.asarray(part.pop("tail_sharpness"), dtype=float),
+                "loss": np.asarray(part.pop("tail_loss"), dtype=float),
             }
         columns = {k: np.asarray(v) for k, v in part.items()}
         columns.setdefault("n_warnings", np.zeros(tails["lengths"].size, np.int64))
@@ -1156,7 +1157,8 @@ def _as_block(part):
 def _ragged(tails):
     """Per-run ``(steps, sharpness, loss)`` records as one ragged table: the
     ``lengths`` of the runs and the concatenated ``step``, ``sharpness`` and
-    ``loss``.  A table passes through."""
+    ``loss``.  A table passes through (also a batched kernel's, see
+    :func:`_as_block`)."""
     if isinstance(tails, dict):
         return tails
     tails = list(tails)
@@ -1239,17 +1241,31 @@ def _merge_tails(pieces, n_runs):
         out[key] = np.empty(total, dtype=dtype)
     starts = np.cumsum(lengths) - lengths
     for index, tails, rows in pieces:
-        n = int(lengths[index].sum())
-        if _is_range(rows, 0, tails["lengths"].size) and _is_range(index):
-            # a whole block of consecutive runs (the usual case): a copy
-            dst = slice(starts[index[0]], starts[index[0]] + n)
-            src = slice(0, n)
+        records = _records_of(tails, rows)
+        if _is_range(index):  # consecutive runs: one slice
+            first = starts[index[0]]
+            dst = slice(first, first + records["step"].size)
         else:
-            src = _segments(tails["lengths"], rows)
             dst = _segments(lengths, index)
         for key in ("step", "sharpness", "loss"):
-            out[key][dst] = tails[key][src]
+            out[key][dst] = records[key]
     return out
+
+
+def _records_of(tails, rows):
+    """The records of the runs ``rows`` of a block's tails, flat, in that
+    order: ``step``, ``sharpness`` and ``loss``."""
+    if "steps" in tails:  # a batched kernel's: every kept run, the same steps
+        kept = rows[tails["lengths"][rows] > 0]
+        return {
+            "step": np.tile(tails["steps"], kept.size),
+            "sharpness": tails["sharpness"][kept].ravel(),
+            "loss": tails["loss"][kept].ravel(),
+        }
+    if _is_range(rows, 0, tails["lengths"].size):
+        return tails
+    src = _segments(tails["lengths"], rows)
+    return {key: tails[key][src] for key in ("step", "sharpness", "loss")}
 
 
 class _ParquetSink:

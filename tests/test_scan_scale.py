@@ -311,13 +311,19 @@ def test_killed_scan_keeps_finished_runs_in_file_and_cache(tmp_path):
 
 def test_merged_tails_of_blocks_in_any_order():
     # Blocks arrive in any order and cover any runs (a worker's block, cached
-    # runs picked out of stored blocks): the records come out in run order.
+    # runs picked out of stored blocks), as per-run records or as a batched
+    # kernel's common steps and rows (a diverged run keeps none): the
+    # records come out in run order.
     rng = np.random.default_rng(0)
     per_run = []
     for run in range(9):
         n = int(rng.integers(0, 5))
         per_run.append((np.arange(n) + 10 * run, rng.random(n), rng.random(n)))
-    collected = scan_module._Collected(9)
+    steps = np.array([5, 6, 7])
+    for run in (9, 10, 11):  # run 10 diverged
+        n = 0 if run == 10 else 3
+        per_run.append((steps[:n], rng.random(n), rng.random(n)))
+    collected = scan_module._Collected(12)
     pieces = [([3, 4, 5], [0, 1, 2]), ([8, 0], [1, 0]), ([7, 1, 2, 6], [3, 0, 2, 1])]
     for index, rows in pieces:
         stored = [None] * len(rows)  # the block, its runs in its own order
@@ -325,7 +331,20 @@ def test_merged_tails_of_blocks_in_any_order():
             stored[r] = per_run[i]
         block = {"columns": {"run": np.zeros(len(rows))}, "tails": stored}
         collected.fill(np.array(index), block, np.array(rows))
-    out = scan_module._merge_tails(collected.tails, 9)
+    # a batched kernel's block of runs 11, 9, 10 (rows 0, 1, 2), two read
+    sharp, loss = rng.random((3, 3)), rng.random((3, 3))
+    for run, row in ((11, 0), (9, 1)):
+        per_run[run] = (steps, sharp[row], loss[row])
+    kernel = {
+        "label": np.array(["eos"] * 3),
+        "diverged": np.array([False, False, True]),
+        "tail_steps": steps,
+        "tail_sharpness": sharp,
+        "tail_loss": loss,
+    }
+    collected.fill(np.array([9, 11]), scan_module._as_block(kernel), np.array([1, 0]))
+    collected.fill(np.array([10]), scan_module._as_block(kernel), np.array([2]))
+    out = scan_module._merge_tails(collected.tails, 12)
     assert out["lengths"].tolist() == [t[0].size for t in per_run]
     for k, key in enumerate(("step", "sharpness", "loss")):
         np.testing.assert_array_equal(out[key], np.concatenate([t[k] for t in per_run]))
