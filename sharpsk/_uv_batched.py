@@ -13,7 +13,6 @@ import os
 import sys
 
 import numpy as np
-from sklearn.utils import gen_batches
 
 from ._dynamics import (
     CONTRACTION,
@@ -404,7 +403,8 @@ def _compiled_scan(core, runs, out, *, schedule, T, P, max_iter, edge, analysis)
     tail_sharp = np.empty((N, P))
     tail_loss = np.empty((N, P))
     steps = schedule.astype(np.int64)
-    for s in gen_batches(N, batch):
+    for start in range(0, N, batch):
+        s = slice(start, min(start + batch, N))
         n = s.stop - s.start
         rec_df, rec_ntk = (b[: T * n].reshape(T, n) for b in buffers)
         core.uv_advance(
@@ -492,7 +492,7 @@ def _labels(
     parts = []
     tail_sharp = np.empty((N, P))
     tail_loss = np.empty((N, P))
-    for start in range(0, N, chunk_size):
+    for start in range(0, max(N, 1), chunk_size):  # one chunk for no run
         s = slice(start, start + chunk_size)
         signals, loss, es_tail = _label_signals(
             rec_df, rec_ntk, s, eta[s], kappa[s], y[s], core

@@ -96,6 +96,15 @@ def test_compiled_core_with_short_runs_and_explicit_tails():
         )
 
 
+def test_no_run():
+    args = kernel_args(rates=np.array([]), max_iter=100)
+    for n_tail_points in (8, None):
+        kw = {"analysis": ANALYSIS, "n_tail_points": n_tail_points}
+        ref = uv_batched_runs(*args, compiled=False, **kw)
+        assert ref["label"].shape == (0,)
+        assert_kernel_outputs_equal(ref, uv_batched_runs(*args, compiled=True, **kw))
+
+
 def test_compiled_labels_in_batches_of_shuffled_runs(monkeypatch):
     # More runs than a compiled batch (and than a chunk of the labeller), in
     # a random order, so that runs of every period, chaotic and diverged runs
