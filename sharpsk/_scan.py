@@ -942,23 +942,24 @@ default=None
         groups = {}
         for k, engine in enumerate(engines):
             groups.setdefault((engine.kernel, engine.key), []).append(k)
-        # each configuration's state, gathered into its runs' below
-        states = [engine.state for engine in engines]
         workers = effective_n_jobs(self.n_jobs)
         tasks, ids = [], []
         for (kernel, static), members in groups.items():
             index = todo[np.isin(run_config[todo], members)]
+            # the group's states, a row per configuration (groups may differ
+            # in shape: another architecture), gathered into its runs' below
+            states = [engines[k].state for k in members]
+            state = {name: np.array([st[name] for st in states]) for name in states[0]}
+            row_of = np.zeros(len(engines), dtype=np.intp)
+            row_of[members] = np.arange(len(members))
             n = index.size
             per_block = -(-n // (4 * workers)) if workers > 1 else n
             size = max(1, min(engines[members[0]].max_block, per_block))
             n_blocks = -(-n // size)
             for first in range(n_blocks):
                 block = index[first::n_blocks]
-                of_run = run_config[block]
-                kwargs = {
-                    name: np.array([st[name] for st in states])[of_run]
-                    for name in states[0]
-                }
+                of_run = row_of[run_config[block]]
+                kwargs = {name: values[of_run] for name, values in state.items()}
                 kwargs["eta"] = eta[block]
                 kwargs.update(static)
                 kwargs.update(analysis=analysis, n_tail_points=n_tail)
