@@ -63,10 +63,10 @@ def compiled_core(compiled=None, n_runs=None, n_steps=None):
     if compiled is None:
         if os.environ.get("SHARPSK_NO_NUMBA", "0") not in ("", "0"):
             return None
-        loaded = sys.modules.get(f"{__package__}._uv_numba")
-        if loaded is not None:
-            return loaded
-        if n_runs is not None and n_steps is not None:
+        # Loaded, or being loaded by another thread: the import below waits
+        # for it (a module found in sys.modules may be half initialised).
+        loaded = f"{__package__}._uv_numba" in sys.modules
+        if not loaded and n_runs is not None and n_steps is not None:
             numpy_seconds = n_steps * (15e-6 + 10e-9 * n_runs)
             if numpy_seconds < _COMPILED_MIN_SECONDS:
                 return None

@@ -7,6 +7,8 @@ Chaotic runs amplify any difference in the last bit (a fused multiply-add, a
 reassociation) to a visible one within a few dozen steps.
 """
 
+import os
+import subprocess
 import sys
 
 import numpy as np
@@ -182,6 +184,32 @@ def test_choice_of_path(monkeypatch):
     monkeypatch.delitem(sys.modules, "sharpsk._uv_numba")
     assert compiled_core(None, 10, 100) is None
     assert compiled_core(None, 4096, 10_000) is not None
+
+
+def test_threads_loading_the_core_at_once_get_it_whole():
+    # Regression: a scan on the threading backend in a fresh process raised
+    # AttributeError ("partially initialized module"): a thread found the
+    # core in sys.modules while another thread was still importing it.
+    code = """
+import threading
+from sharpsk._uv_batched import compiled_core
+barrier, got = threading.Barrier(4), []
+def load():
+    barrier.wait()
+    got.append(hasattr(compiled_core(None, 4096, 10_000), "uv_tail_statistics"))
+threads = [threading.Thread(target=load) for _ in range(4)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+print(got)
+"""
+    env = {k: v for k, v in os.environ.items() if k != "SHARPSK_NO_NUMBA"}
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["[True,", "True,", "True,", "True]"]
 
 
 def test_without_numba_the_numpy_path_runs(monkeypatch):
