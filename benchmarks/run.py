@@ -583,13 +583,19 @@ def bench_uv_scan(cfg):
             result["numpy scan"] = scan(c, "batched", n_jobs=1)
 
     def parallel_2():
+        # the default backend: threads for the compiled core (it releases
+        # the GIL), loky processes on the numpy path
+        result["n_jobs=2"] = scan(c, "batched", n_jobs=2)
+
+    def parallel_2_loky():
         # one BLAS thread per worker: 2 workers x 1 thread on 2 cores
         with parallel_config(backend="loky", inner_max_num_threads=1):
-            result["n_jobs=2"] = scan(c, "batched", n_jobs=2)
+            result["n_jobs=2, loky"] = scan(c, "batched", n_jobs=2)
 
     funcs = {
         "batched scan": candidate,
         "batched scan n_jobs=2": parallel_2,
+        "batched scan n_jobs=2, loky": parallel_2_loky,
         "batched scan, numpy path": numpy_path,
         "numpy floor": lambda: _bare_uv_loop(*floor_args),
     }
@@ -600,12 +606,13 @@ def bench_uv_scan(cfg):
     # compiled once), the loky workers started (and their numba loaded).
     candidate()
     parallel_2()
+    parallel_2_loky()
     best, samples = interleaved_min(funcs, cfg["repeats"])
     labels = result["scan"].results_["label"]
     counts = {k: int(np.sum(labels == k)) for k in np.unique(labels)}
     same = all(
         _same_results(result["scan"].results_, result[other].results_)
-        for other in ("numpy scan", "n_jobs=2")
+        for other in ("numpy scan", "n_jobs=2", "n_jobs=2, loky")
     )
     floors_agree = None
     if numba_loop is not None:
@@ -629,6 +636,8 @@ def bench_uv_scan(cfg):
     per_run_total = per_run_each * n_lr
     t_scan, t_np = best["batched scan"], best["numpy floor"]
     t_par, t_np_scan = best["batched scan n_jobs=2"], best["batched scan, numpy path"]
+    t_loky = best["batched scan n_jobs=2, loky"]
+    backend = "threads" if compiled is not None else "loky"
     size = f"{n_lr:.0e} learning rates x {n_steps:.0e} steps"
     engine = "compiled core (numba)" if compiled is not None else "numpy path"
     rows = []
@@ -690,8 +699,18 @@ def bench_uv_scan(cfg):
             f"{t_scan / t_par:.2f}x faster",
             ">= 1.7x",
             t_scan / t_par >= 1.7,
-            "loky, 1 BLAS thread per process; workers started before timing; "
-            f"load average {os.getloadavg()[0]:.2f}",
+            f"the default backend ({backend}: the compiled core releases the "
+            f"GIL); load average {os.getloadavg()[0]:.2f}",
+        ),
+        row(
+            f"UV scan, n_jobs=2 on loky processes vs n_jobs=1 ({size})",
+            _fmt_time(t_loky),
+            _fmt_time(t_scan),
+            f"{t_scan / t_loky:.2f}x faster",
+            "report",
+            None,
+            "parallel_config(backend='loky'), 1 BLAS thread per process; "
+            "workers started before timing",
         ),
         row(
             f"UV scan vs per-run path ({size})",
@@ -710,6 +729,7 @@ def bench_uv_scan(cfg):
         "seconds": {
             "batched_scan": samples["batched scan"],
             "batched_scan_n_jobs_2": samples["batched scan n_jobs=2"],
+            "batched_scan_n_jobs_2_loky": samples["batched scan n_jobs=2, loky"],
             "batched_scan_numpy_path": samples["batched scan, numpy path"],
             "numpy_floor": samples["numpy floor"],
             "numba_floor": samples.get("numba floor"),
@@ -727,6 +747,7 @@ def bench_uv_scan(cfg):
             t_scan / best["numba floor"] if numba_loop is not None else None
         ),
         "speedup_n_jobs_2": t_scan / t_par,
+        "speedup_n_jobs_2_loky": t_scan / t_loky,
         "speedup_over_per_run": per_run_total / t_scan,
     }
     if cfg.get("big_n_lr"):

@@ -77,6 +77,10 @@ class BatchedEngine(NamedTuple):
     max_block: int = 4096
     #: Whether ``engine="auto"`` picks it (else only ``engine="batched"``).
     auto: bool = True
+    #: joblib's soft hint for the scan's backend: ``"threads"`` for a kernel
+    #: that runs without the GIL (no process to start, no result to copy), None
+    #: for processes; a backend set by ``joblib.parallel_config`` wins.
+    prefer: str | None = None
 
 
 def limit_blas_threads(n_threads):

@@ -666,15 +666,16 @@ default=None
         both = np.array([info[rk] for rk in configs])
         return both[:, 0], both[:, 1]
 
-    def _dispatch(self, tasks, ids):
+    def _dispatch(self, tasks, ids, prefer=None):
         """Run ``tasks`` (``(func, args, kwargs)`` triples), yield ``(id,
         result)`` as they finish.
 
         In the calling process when there is at most one task (no worker is
         started for nothing), else through :class:`~sklearn.utils.parallel.
-        Parallel` with ``n_jobs``: results come back as they finish where the
-        backend can stream them, else (``multiprocessing``) in rounds of a few
-        tasks per worker.  See :meth:`_quietly` for warnings.
+        Parallel` with ``n_jobs`` and joblib's soft hint ``prefer``: results
+        come back as they finish where the backend can stream them, else
+        (``multiprocessing``) in rounds of a few tasks per worker.  See
+        :meth:`_quietly` for warnings.
         """
         if not tasks:
             return
@@ -686,11 +687,14 @@ default=None
         tagged = [delayed(_tagged)(i, *t) for i, t in zip(ids, tasks, strict=True)]
         try:
             parallel = Parallel(
-                n_jobs=self.n_jobs, verbose=verbose, return_as="generator_unordered"
+                n_jobs=self.n_jobs,
+                verbose=verbose,
+                prefer=prefer,
+                return_as="generator_unordered",
             )
             rounds = [tagged]
         except ValueError:  # the backend cannot stream results
-            parallel = Parallel(n_jobs=self.n_jobs, verbose=verbose)
+            parallel = Parallel(n_jobs=self.n_jobs, verbose=verbose, prefer=prefer)
             size = 2 * effective_n_jobs(self.n_jobs)
             rounds = [tagged[i : i + size] for i in range(0, len(tagged), size)]
         for batch in rounds:
@@ -833,10 +837,14 @@ default=None
             bar.update(done.size)
         todo = np.flatnonzero(~collected.filled)
 
+        prefer = None
         if engine == "batched":
             tasks, ids = self._batched_tasks(
                 engines, run_config, eta, todo, analysis, n_tail
             )
+            # threads when every kernel runs without the GIL
+            if all(e.prefer == "threads" for e in engines):
+                prefer = "threads"
         else:
             tasks, ids = [], []
             for i in todo.tolist():
@@ -846,7 +854,7 @@ default=None
                 kwargs = {"analysis": analysis, "n_tail_points": n_tail}
                 tasks.append((_fit_and_label, (est, X, y), kwargs))
                 ids.append(np.array([i]))
-        for index, part in self._dispatch(tasks, ids):
+        for index, part in self._dispatch(tasks, ids, prefer):
             block = _as_block(part)
             rows = np.arange(index.size)
             collected.fill(index, block, rows)

@@ -22,7 +22,7 @@ from ._dynamics import uv_critical_learning_rate
 from ._engine import BatchedEngine, Model, Point, resolve_learning_rate, train
 from ._maps import uv_sharpness, uv_simulate
 from ._parameterization import resolve_parameterization
-from ._uv_batched import tail_lyapunov, uv_batched_runs
+from ._uv_batched import releases_gil, tail_lyapunov, uv_batched_runs
 
 # Runs of a batched scan per kernel call (bounds its memory; the unit of
 # caching and progress).  Numbers do not depend on it.
@@ -448,6 +448,7 @@ class UVRegressor(HessianMixin, RegressorMixin, BaseEstimator):
                 ("record_every", int(self.record_every)),
             ),
             max_block=_MAX_BLOCK,
+            prefer="threads" if releases_gil() else None,
         )
 
     def tail_lyapunov_exponent(self, n_records):

@@ -9,6 +9,7 @@ in the compiled core of :mod:`sharpsk._uv_numba`, with the same numbers;
 numpy in both.
 """
 
+import importlib.util
 import os
 import sys
 
@@ -32,7 +33,7 @@ from ._maps import (
     uv_sharpness,
 )
 
-__all__ = ["tail_lyapunov", "uv_batched_runs"]
+__all__ = ["releases_gil", "tail_lyapunov", "uv_batched_runs"]
 
 # Converged runs (exact fixed points) leave the batch every this many steps
 # until the tail window (both paths).
@@ -50,6 +51,20 @@ _COMPILED_MIN_SECONDS = 0.2
 _COMPILED_BATCH = 256
 
 
+def _numba_disabled():
+    return os.environ.get("SHARPSK_NO_NUMBA", "0") not in ("", "0")
+
+
+def releases_gil():
+    """Whether the scan's blocks run in the compiled core, without the GIL.
+
+    True when numba is installed and not disabled (``SHARPSK_NO_NUMBA``),
+    found without importing it; the scan then prefers threads.  (A block too
+    small for the compiled core runs on numpy, GIL or not: it is short.)
+    """
+    return not _numba_disabled() and importlib.util.find_spec("numba") is not None
+
+
 def compiled_core(compiled=None, n_runs=None, n_steps=None):
     """The numba kernels (:mod:`sharpsk._uv_numba`), or None for numpy.
 
@@ -61,7 +76,7 @@ def compiled_core(compiled=None, n_runs=None, n_steps=None):
     False is the pure-numpy path.  Both paths give the same numbers.
     """
     if compiled is None:
-        if os.environ.get("SHARPSK_NO_NUMBA", "0") not in ("", "0"):
+        if _numba_disabled():
             return None
         # Loaded, or being loaded by another thread: the import below waits
         # for it (a module found in sys.modules may be half initialised).

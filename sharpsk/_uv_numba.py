@@ -15,7 +15,9 @@ numpy path's bit for bit; vectorising across runs (SIMD) does not change
 them, since every run is computed independently.  ``error_model="numpy"``:
 a division by zero gives inf or NaN as in numpy (numba's default raises
 ZeroDivisionError, and its check keeps LLVM from vectorising).  Logarithms
-are left to numpy (a compiled ``log`` may differ in the last bit).
+are left to numpy (a compiled ``log`` may differ in the last bit).  The entry
+points run without the GIL (``nogil``) and keep no state between calls, so
+threads run a scan's blocks at once.
 """
 
 import numpy as np
@@ -124,7 +126,7 @@ def _store(n, idx, act, df, ntk, max_es):
         df[i], ntk[i], max_es[i] = act[0, k], act[1, k], act[9, k]
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", nogil=True)
 def uv_advance(
     df,
     ntk,
@@ -246,7 +248,7 @@ def uv_advance(
     _store(n, idx, act, df, ntk, max_es)
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", nogil=True)
 def uv_tangent_norms(df, ntk, eta, ek, eek, y, bound, alive, ta, tb, out):
     """``out.shape[0]`` steps of :func:`sharpsk._dynamics.uv_lyapunov`.
 
@@ -277,7 +279,7 @@ def uv_tangent_norms(df, ntk, eta, ek, eek, y, bound, alive, ta, tb, out):
             alive[i] = alive[i] & (abs(d_new) <= bound[i])
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", nogil=True)
 def add_rows(rows, first, total):
     """``total += rows[t]`` for ``t = first, first + 1, ...``, in that order."""
     for t in range(first, rows.shape[0]):
@@ -285,7 +287,7 @@ def add_rows(rows, first, total):
             total[i] += rows[t, i]
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", nogil=True)
 def uv_signals(rec_df, rec_ntk, first, eta, kappa, y, signals, loss, eta_sharpness):
     """The series that label runs ``first, first + 1, ...``, from their records.
 
@@ -465,7 +467,7 @@ def _accumulate(rec_df, rec_ntk, i0, T, c0, n, w):
         _next_record(n, w, df, ntk, at, before, final, t < h, t == T - h, t > T - h)
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", nogil=True)
 def uv_tail_statistics(
     rec_df,
     rec_ntk,

@@ -1,6 +1,8 @@
 """Scans at scale (issue 11): per-run caching, every joblib backend for every
 engine, full traces, param_grid, to_frame and the Parquet stream."""
 
+import os
+
 import joblib
 import numpy as np
 import pytest
@@ -152,6 +154,34 @@ def test_batched_blocks_are_split_across_workers(monkeypatch):
     with joblib.parallel_config(backend="threading"):
         uv_scan(learning_rates=np.linspace(0.5, 1.5, 16), n_jobs=2).fit(X1, Y1)
     assert sum(sizes) == 16 and len(sizes) == 8  # four blocks per worker
+
+
+def test_compiled_uv_blocks_run_in_threads(monkeypatch):
+    # The compiled UV kernel releases the GIL: its blocks run in threads of
+    # this process by default (no worker to start, no result to copy), on
+    # numpy in processes; a backend the user sets wins.
+    pytest.importorskip("numba")
+    pids = []
+    kernel = uv_module.uv_batched_runs
+
+    def recorded(**kwargs):
+        pids.append(os.getpid())
+        return kernel(**kwargs)
+
+    monkeypatch.setattr(uv_module, "uv_batched_runs", recorded)
+    monkeypatch.delenv("SHARPSK_NO_NUMBA", raising=False)
+    assert UV1.batched_engine(X1, Y1).prefer == "threads"
+    ref = uv_scan(n_jobs=1).fit(X1, Y1)
+    pids.clear()
+    scan = uv_scan(n_jobs=2).fit(X1, Y1)
+    assert len(pids) == len(RATES) and set(pids) == {os.getpid()}  # a block a run
+    assert_results_equal(ref.results_, scan.results_)
+    pids.clear()
+    with joblib.parallel_config(backend="loky"):
+        uv_scan(n_jobs=2).fit(X1, Y1)
+    assert pids == []  # run in the loky workers
+    monkeypatch.setenv("SHARPSK_NO_NUMBA", "1")
+    assert UV1.batched_engine(X1, Y1).prefer is None
 
 
 def test_initial_sharpness_fits_run_in_parallel_with_identical_numbers():
