@@ -42,9 +42,12 @@ _FREEZE_EVERY = 256
 # compiled=None keeps small scans on numpy until the compiled core is loaded:
 # importing numba and loading its cached machine code costs ~0.25 s once per
 # process (~1.7 s the very first time, to compile).  The numpy loop costs about
-# (15 us + 10 ns per run) per step; the compiled core is used from an
-# estimated 0.2 s of numpy stepping on, or as soon as it is loaded.
+# (15 us + 10 ns per run) per step; the compiled core is used once the numpy
+# stepping of this process (this block included) reaches an estimated 0.2 s,
+# or as soon as it is loaded.  Counted per process, not per block: a large
+# scan is many blocks that are each small.
 _COMPILED_MIN_SECONDS = 0.2
+_numpy_seconds = 0.0
 
 # Runs the compiled core steps and labels at a time: their tail records
 # (16 bytes per run and record) stay in cache until they are labelled.
@@ -69,12 +72,14 @@ def compiled_core(compiled=None, n_runs=None, n_steps=None):
     """The numba kernels (:mod:`sharpsk._uv_numba`), or None for numpy.
 
     ``compiled=None`` (automatic): numba when it is importable and the
-    environment variable ``SHARPSK_NO_NUMBA`` is unset (or ``0``), for a scan
-    of ``n_runs`` runs of ``n_steps`` steps whose numpy loop would take
-    ``_COMPILED_MIN_SECONDS`` or more, or whatever its size once the core is
-    loaded in this process.  True requires numba (ImportError without it);
-    False is the pure-numpy path.  Both paths give the same numbers.
+    environment variable ``SHARPSK_NO_NUMBA`` is unset (or ``0``), once the
+    numpy loops of this process, this block of ``n_runs`` runs of ``n_steps``
+    steps included, would have taken ``_COMPILED_MIN_SECONDS``, or whatever
+    its size once the core is loaded in this process.  True requires numba
+    (ImportError without it); False is the pure-numpy path.  Both paths
+    give the same numbers.
     """
+    global _numpy_seconds
     if compiled is None:
         if _numba_disabled():
             return None
@@ -82,8 +87,8 @@ def compiled_core(compiled=None, n_runs=None, n_steps=None):
         # for it (a module found in sys.modules may be half initialised).
         loaded = f"{__package__}._uv_numba" in sys.modules
         if not loaded and n_runs is not None and n_steps is not None:
-            numpy_seconds = n_steps * (15e-6 + 10e-9 * n_runs)
-            if numpy_seconds < _COMPILED_MIN_SECONDS:
+            _numpy_seconds += n_steps * (15e-6 + 10e-9 * n_runs)
+            if _numpy_seconds < _COMPILED_MIN_SECONDS:
                 return None
     elif not compiled:
         return None

@@ -16,6 +16,7 @@ import pytest
 from numpy.testing import assert_array_equal
 
 import sharpsk
+import sharpsk._uv_batched as uv_batched
 from sharpsk import LearningRateScan, UVRegressor
 from sharpsk._dynamics import uv_lyapunov
 from sharpsk._uv_batched import compiled_core, tail_lyapunov, uv_batched_runs
@@ -182,8 +183,24 @@ def test_choice_of_path(monkeypatch):
     monkeypatch.delenv("SHARPSK_NO_NUMBA")
     assert compiled_core(None, 10, 100) is core
     monkeypatch.delitem(sys.modules, "sharpsk._uv_numba")
+    monkeypatch.setattr(uv_batched, "_numpy_seconds", 0.0)
     assert compiled_core(None, 10, 100) is None
     assert compiled_core(None, 4096, 10_000) is not None
+
+
+def test_many_small_blocks_load_the_core(monkeypatch):
+    # Regression: the choice was made per block, so a scan of 10^6 runs of
+    # 1000 steps (blocks of 4096 runs, 0.056 s of numpy each) never used the
+    # compiled core; the stepping a process has done now counts.
+    monkeypatch.delenv("SHARPSK_NO_NUMBA", raising=False)
+    monkeypatch.delitem(sys.modules, "sharpsk._uv_numba", raising=False)
+    monkeypatch.setattr(uv_batched, "_numpy_seconds", 0.0, raising=False)
+    assert [compiled_core(None, 4096, 1000) is None for _ in range(4)] == [
+        True,
+        True,
+        True,
+        False,
+    ]
 
 
 def test_threads_loading_the_core_at_once_get_it_whole():
