@@ -12,6 +12,7 @@ numpy in both.
 import importlib.util
 import os
 import sys
+import threading
 
 import numpy as np
 
@@ -52,6 +53,12 @@ _numpy_seconds = 0.0
 # Runs the compiled core steps and labels at a time: their tail records
 # (16 bytes per run and record) stay in cache until they are labelled.
 _COMPILED_BATCH = 256
+
+# Each thread's record buffers of the compiled core, kept from block to block
+# up to this many bytes: a fresh 4 MiB buffer per block costs about 1 ms of
+# page faults, a tenth of a small block.
+_KEPT_BUFFER_BYTES = 1 << 24
+_local = threading.local()
 
 
 def _numba_disabled():
@@ -99,6 +106,18 @@ def compiled_core(compiled=None, n_runs=None, n_steps=None):
             raise
         return None
     return _uv_numba
+
+
+def _record_buffers(size):
+    """Two record buffers of at least ``size`` floats (``(2, size)``), this
+    thread's if small enough to keep (their values are never reused)."""
+    kept = getattr(_local, "records", None)
+    if kept is not None and kept.shape[1] >= size:
+        return kept
+    buffers = np.empty((2, size))
+    if buffers.nbytes <= _KEPT_BUFFER_BYTES:
+        _local.records = buffers
+    return buffers
 
 
 def tail_lyapunov(delta_f, ntk, eta, kappa, y, n_steps, *, core=None):
@@ -415,7 +434,7 @@ def _compiled_scan(core, runs, out, *, schedule, T, P, max_iter, edge, analysis)
     first_tail = schedule.size - T
     params = _compiled_params(eta, kappa, y, bound)
     batch = max(1, min(N, _COMPILED_BATCH))
-    buffers = np.empty((2, T * batch))
+    buffers = _record_buffers(T * batch)
     lyap = np.empty(N)
     flt = np.empty((N, 6))
     period = np.zeros(N, dtype=np.int64)
