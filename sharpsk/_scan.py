@@ -89,6 +89,13 @@ _RESULT_KEYS = (
     "critical_learning_rate",
 )
 
+# A batched scan's blocks per worker, and the chunks of consecutive runs each
+# block takes (see LearningRateScan._batched_tasks).  More blocks per worker
+# cost a little each (a 10^4-run UV scan with n_jobs=2: 93 ms in 4 blocks,
+# 100 ms in 8).
+_BLOCKS_PER_WORKER = 2
+_CHUNKS_PER_BLOCK = 8
+
 
 # --------------------------------------------------------------------------
 # Workers (module level: picklable for joblib, Dask and joblib.Memory)
@@ -938,12 +945,16 @@ default=None
 
         Runs sharing a kernel and its static arguments are stacked; each
         group is cut into blocks of at most the engine's ``max_block`` runs,
-        and into at least a few blocks per worker, so that every worker is
-        busy and a finished block is cached and reported while others run.
-        A block takes every k-th run of its group, so that the blocks of a
-        grid of learning rates mix cheap runs (converged or diverged early)
-        and costly ones alike and the workers finish together.  Runs are
-        independent: the blocks do not change any number.
+        and into at least ``_BLOCKS_PER_WORKER`` blocks per worker (a
+        multiple of the workers), so that every worker is busy and a finished block is
+        cached and reported while others run.  The group is cut into
+        ``_CHUNKS_PER_BLOCK`` chunks of consecutive runs per block, and a
+        block takes every k-th chunk: the blocks of a grid of learning rates
+        mix cheap runs (converged or diverged early) and costly ones alike,
+        so the workers finish together, while neighbours in the grid stay
+        together (a kernel stepping similar runs at once is faster: a 10^4
+        UV scan took 166 ms in blocks of every 8th run, 157 ms in chunks).
+        Runs are independent: the blocks do not change any number.
         ``engines[k]`` is the engine of configuration k, ``run_config`` each
         run's configuration.
         """
@@ -954,18 +965,22 @@ default=None
         tasks, ids = [], []
         for (kernel, static), members in groups.items():
             index = todo[np.isin(run_config[todo], members)]
+            n = index.size
+            if n == 0:
+                continue
             # the group's states, a row per configuration (groups may differ
             # in shape: another architecture), gathered into its runs' below
             states = [engines[k].state for k in members]
             state = {name: np.array([st[name] for st in states]) for name in states[0]}
             row_of = np.zeros(len(engines), dtype=np.intp)
             row_of[members] = np.arange(len(members))
-            n = index.size
-            per_block = -(-n // (4 * workers)) if workers > 1 else n
+            per_block = -(-n // (_BLOCKS_PER_WORKER * workers)) if workers > 1 else n
             size = max(1, min(engines[members[0]].max_block, per_block))
             n_blocks = -(-n // size)
+            n_blocks = min(n, -(-n_blocks // workers) * workers)
+            chunks = np.array_split(index, min(n, _CHUNKS_PER_BLOCK * n_blocks))
             for first in range(n_blocks):
-                block = index[first::n_blocks]
+                block = np.concatenate(chunks[first::n_blocks])
                 of_run = row_of[run_config[block]]
                 kwargs = {name: values[of_run] for name, values in state.items()}
                 kwargs["eta"] = eta[block]

@@ -153,7 +153,28 @@ def test_batched_blocks_are_split_across_workers(monkeypatch):
     monkeypatch.setattr(uv_module, "uv_batched_runs", recorded)
     with joblib.parallel_config(backend="threading"):
         uv_scan(learning_rates=np.linspace(0.5, 1.5, 16), n_jobs=2).fit(X1, Y1)
-    assert sum(sizes) == 16 and len(sizes) == 8  # four blocks per worker
+    assert sum(sizes) == 16 and len(sizes) == 4  # two blocks per worker
+
+
+@pytest.mark.parametrize("n_runs", [3, 50, 101])
+def test_blocks_respect_max_block_and_hold_every_run_once(monkeypatch, n_runs):
+    blocks = []
+    kernel = uv_module.uv_batched_runs
+
+    def recorded(**kwargs):
+        blocks.append(np.asarray(kwargs["eta"]))
+        return kernel(**kwargs)
+
+    monkeypatch.setattr(uv_module, "uv_batched_runs", recorded)
+    monkeypatch.setattr(uv_module, "_MAX_BLOCK", 7)
+    rates = np.linspace(0.5, 1.5, n_runs)
+    with joblib.parallel_config(backend="threading"):
+        scan = uv_scan(learning_rates=rates, n_jobs=2).fit(X1, Y1)
+    assert max(b.size for b in blocks) <= 7
+    assert len(blocks) % 2 == 0 or len(blocks) == n_runs  # balanced
+    seen = np.sort(np.concatenate(blocks))
+    assert_array_equal(seen, np.sort(scan.results_["learning_rate"]))
+    assert np.unique(seen).size == n_runs
 
 
 def test_compiled_uv_blocks_run_in_threads(monkeypatch):
@@ -174,7 +195,7 @@ def test_compiled_uv_blocks_run_in_threads(monkeypatch):
     ref = uv_scan(n_jobs=1).fit(X1, Y1)
     pids.clear()
     scan = uv_scan(n_jobs=2).fit(X1, Y1)
-    assert len(pids) == len(RATES) and set(pids) == {os.getpid()}  # a block a run
+    assert len(pids) == 4 and set(pids) == {os.getpid()}  # 2 blocks per thread
     assert_results_equal(ref.results_, scan.results_)
     pids.clear()
     with joblib.parallel_config(backend="loky"):
