@@ -716,18 +716,19 @@ def summarize_run(
 # --------------------------------------------------------------------------
 
 
-def _uv_tangent_step(delta_f, ntk, eta, kappa, y, ta, tb):
-    """Push the tangent ``(ta, tb)`` through the UV Jacobian; renormalise.
+# Steps between renormalisations of the tangent in uv_lyapunov: its growth
+# is measured (one square root and one logarithm per run) once per block, not
+# once per step.  Over 16 steps a bounded run's tangent can neither overflow
+# nor underflow.
+_TANGENT_BLOCK = 16
 
-    The entries of :func:`sharpsk._maps.uv_jacobian`, elementwise (no 2x2
-    arrays), so batches and single runs round identically.  Returns the
-    unit tangent and ``log`` of the growth factor.
-    """
-    j00, j01, j10, j11 = uv_jacobian_entries(delta_f, ntk, eta, kappa, y)
-    na = j00 * ta + j01 * tb
-    nb = j10 * ta + j11 * tb
-    norm = np.sqrt(na * na + nb * nb)
-    return na / norm, nb / norm, np.log(norm)
+
+def _tangent_stretches(n_steps, discard):
+    """Lengths of the stretches of steps after which :func:`uv_lyapunov`
+    renormalises its tangent: every ``_TANGENT_BLOCK`` steps, after the
+    ``discard`` steps and after the last."""
+    ends = {*range(_TANGENT_BLOCK, n_steps, _TANGENT_BLOCK), discard, n_steps}
+    return np.diff([0, *sorted(ends - {0})])
 
 
 def uv_lyapunov(delta_f, ntk, eta, kappa, y, n_steps, *, discard=0):
@@ -735,9 +736,11 @@ def uv_lyapunov(delta_f, ntk, eta, kappa, y, n_steps, *, discard=0):
 
     Iterates :func:`sharpsk._maps.uv_step` ``n_steps`` times from the given
     state while a tangent vector (initially ``(1, 1) / sqrt(2)`` in
-    ``(delta_f, ntk)`` coordinates) is pushed through the Jacobian and
-    renormalised every step; the exponent is the mean log growth factor over
-    the steps after the first ``discard`` (which let the tangent align).
+    ``(delta_f, ntk)`` coordinates) is pushed through the Jacobian; the
+    exponent is the mean log growth factor per step over the steps after the
+    first ``discard`` (which let the tangent align).  The tangent is
+    renormalised every 16 steps (and after the ``discard`` steps), its log
+    growth over the 16 steps counted then.
     Broadcasts over batches of runs.
 
     Parameters
@@ -789,13 +792,19 @@ def uv_lyapunov(delta_f, ntk, eta, kappa, y, n_steps, *, discard=0):
     tb = ta.copy()
     total = np.zeros(df.shape)
     alive = np.abs(df) <= bound
+    ends = set(np.cumsum(_tangent_stretches(n_steps, discard)).tolist())
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         for t in range(n_steps):
-            ta, tb, lg = _uv_tangent_step(df, ntk, eta, kappa, y, ta, tb)
-            if t >= discard:
-                total += lg
+            j00, j01, j10, j11 = uv_jacobian_entries(df, ntk, eta, kappa, y)
+            ta, tb = j00 * ta + j01 * tb, j10 * ta + j11 * tb
             df, ntk = uv_step(df, ntk, eta, kappa, y)
             alive &= np.abs(df) <= bound
+            if t + 1 in ends:  # renormalise; count the growth after discard
+                n2 = ta * ta + tb * tb
+                if t + 1 > discard:
+                    total += 0.5 * np.log(n2)
+                norm = np.sqrt(n2)
+                ta, tb = ta / norm, tb / norm
         lam = total / (n_steps - discard)
     return np.where(alive & np.isfinite(lam), lam, np.nan)
 

@@ -22,6 +22,7 @@ from ._dynamics import (
     SETTLE_TOL,
     _analyze_batch,
     _label_runs,
+    _tangent_stretches,
     labelled_tail,
     uv_lyapunov,
 )
@@ -134,12 +135,12 @@ def tail_lyapunov(delta_f, ntk, eta, kappa, y, n_steps, *, core=None):
     return _tail_lyapunov_compiled(core, delta_f, ntk, eta, kappa, y, n_steps)
 
 
-def _tail_lyapunov_compiled(core, delta_f, ntk, eta, kappa, y, n_steps, block=64):
-    """:func:`uv_lyapunov` with its steps compiled, ``block`` steps at a time.
+def _tail_lyapunov_compiled(core, delta_f, ntk, eta, kappa, y, n_steps, chunk=64):
+    """:func:`uv_lyapunov` with its steps compiled, ``chunk`` stretches a call.
 
-    The growth factors of ``block`` steps come back from
-    ``core.uv_tangent_norms``; their logarithms are taken by numpy and summed
-    in step order (``core.add_rows``), as :func:`uv_lyapunov` sums them.
+    The tangent's squared norms at the end of each stretch come back from
+    ``core.uv_tangent_growth``; half their logarithms are taken by numpy and
+    summed in order (``core.add_rows``), as :func:`uv_lyapunov` sums them.
     """
     discard = n_steps // 8
     df, ntk = np.array(delta_f, dtype=float), np.array(ntk, dtype=float)
@@ -151,13 +152,20 @@ def _tail_lyapunov_compiled(core, delta_f, ntk, eta, kappa, y, n_steps, block=64
     tb = ta.copy()
     total = np.zeros(df.shape)
     alive = np.abs(df) <= bound
-    norms = np.empty((min(block, n_steps), df.size))
+    lengths = _tangent_stretches(n_steps, discard).astype(np.int64)
+    ends = np.cumsum(lengths)
+    norms = np.empty((min(chunk, lengths.size), df.size))
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        for start in range(0, n_steps, block):
-            out = norms[: min(block, n_steps - start)]
-            core.uv_tangent_norms(df, ntk, eta, ek, eek, y, bound, alive, ta, tb, out)
-            np.log(out, out=out)
-            core.add_rows(out, max(0, discard - start), total)
+        for start in range(0, lengths.size, chunk):
+            part = lengths[start : start + chunk]
+            out = norms[: part.size]
+            core.uv_tangent_growth(
+                df, ntk, eta, ek, eek, y, bound, alive, ta, tb, part, out
+            )
+            counted = out[ends[start : start + chunk] > discard]  # a copy
+            np.log(counted, out=counted)
+            counted *= 0.5
+            core.add_rows(counted, 0, total)
         lam = total / (n_steps - discard)
     return np.where(alive & np.isfinite(lam), lam, np.nan)
 

@@ -28,7 +28,7 @@ __all__ = [
     "uv_advance",
     "uv_signals",
     "uv_tail_statistics",
-    "uv_tangent_norms",
+    "uv_tangent_growth",
 ]
 
 
@@ -249,34 +249,40 @@ def uv_advance(
 
 
 @njit(cache=True, error_model="numpy", nogil=True)
-def uv_tangent_norms(df, ntk, eta, ek, eek, y, bound, alive, ta, tb, out):
-    """``out.shape[0]`` steps of :func:`sharpsk._dynamics.uv_lyapunov`.
+def uv_tangent_growth(df, ntk, eta, ek, eek, y, bound, alive, ta, tb, lengths, out):
+    """Stretches of ``lengths[s]`` steps of :func:`sharpsk._dynamics.uv_lyapunov`.
 
     Per step and run: the Jacobian entries of
     :func:`sharpsk._maps.uv_jacobian_entries` at the current state, the
-    tangent ``(ta, tb)`` pushed through them and renormalised, the growth
-    factor written to ``out[step, run]`` (the caller takes its ``np.log``),
-    then :func:`sharpsk._maps.uv_step` (no flush) and the divergence test.
-    Every array but ``out`` (K, n) has shape (n,); all are updated in place.
+    tangent ``(ta, tb)`` pushed through them, then
+    :func:`sharpsk._maps.uv_step` (no flush) and the divergence test.  After
+    stretch ``s`` the tangent's squared norm is written to ``out[s, run]``
+    (the caller takes its ``np.log``) and the tangent renormalised.  Every
+    array but ``lengths`` and ``out`` (S, n) has shape (n,); all are updated
+    in place.
     """
-    for t in range(out.shape[0]):
+    for s in range(lengths.size):
+        for _ in range(lengths[s]):
+            for i in range(df.size):
+                d, u, e, yy, k, kk = df[i], ntk[i], eta[i], y[i], ek[i], eek[i]
+                j00 = (1.0 - e * u) + (kk * d) * (3.0 * d + 2.0 * yy)
+                j01 = -e * d
+                j10 = (((2.0 * e) * k) * u) * d - (4.0 * k) * (2.0 * d + yy)
+                j11 = 1.0 + (kk * d) * d
+                a, b = ta[i], tb[i]
+                ta[i] = j00 * a + j01 * b
+                tb[i] = j10 * a + j11 * b
+                d_new = d * ((1.0 - e * u) + (kk * d) * (d + yy))
+                ntk[i] = u + (k * d) * ((e * u) * d - 4.0 * (d + yy))
+                df[i] = d_new
+                alive[i] = alive[i] & (abs(d_new) <= bound[i])
         for i in range(df.size):
-            d, u, e, yy, k, kk = df[i], ntk[i], eta[i], y[i], ek[i], eek[i]
-            j00 = (1.0 - e * u) + (kk * d) * (3.0 * d + 2.0 * yy)
-            j01 = -e * d
-            j10 = (((2.0 * e) * k) * u) * d - (4.0 * k) * (2.0 * d + yy)
-            j11 = 1.0 + (kk * d) * d
             a, b = ta[i], tb[i]
-            na = j00 * a + j01 * b
-            nb = j10 * a + j11 * b
-            norm = np.sqrt(na * na + nb * nb)
-            ta[i] = na / norm
-            tb[i] = nb / norm
-            out[t, i] = norm
-            d_new = d * ((1.0 - e * u) + (kk * d) * (d + yy))
-            ntk[i] = u + (k * d) * ((e * u) * d - 4.0 * (d + yy))
-            df[i] = d_new
-            alive[i] = alive[i] & (abs(d_new) <= bound[i])
+            n2 = a * a + b * b
+            norm = np.sqrt(n2)
+            out[s, i] = n2
+            ta[i] = a / norm
+            tb[i] = b / norm
 
 
 @njit(cache=True, error_model="numpy", nogil=True)

@@ -322,6 +322,25 @@ def test_uv_lyapunov_period_two_closed_form():
         assert_allclose(lam, max(along, across), rtol=1e-6)
 
 
+@pytest.mark.parametrize("discard", [0, 7, 125])
+def test_uv_lyapunov_equals_the_mean_log_growth_of_every_step(discard):
+    # Ground truth: the textbook definition, renormalised every step, with the
+    # 2x2 Jacobian of uv_jacobian; uv_lyapunov renormalises every 16 steps.
+    eta = np.array([0.7, 0.9, 1.1, 1.2, 1.3, 1.4, 1.5])  # converge .. chaos
+    df, ntk, n_steps = np.full(7, -1.0), np.full(7, 1.0), 1000
+    tangent = np.full((7, 2), np.sqrt(0.5))
+    total = np.zeros(7)
+    for t in range(n_steps):
+        tangent = np.einsum("rij,rj->ri", uv_jacobian(df, ntk, eta, 1.0, 1.0), tangent)
+        norm = np.linalg.norm(tangent, axis=1)
+        tangent /= norm[:, None]
+        total += np.log(norm) if t >= discard else 0.0
+        df, ntk = uv_step(df, ntk, eta, 1.0, 1.0)
+    expected = total / (n_steps - discard)
+    got = uv_lyapunov(-1.0, 1.0, eta, 1.0, 1.0, n_steps, discard=discard)
+    assert_allclose(got, expected, rtol=1e-11, atol=1e-13)
+
+
 def test_uv_lyapunov_chaos_matches_eos_map_and_batches():
     y_tilde = np.array([1.52, 1.8])
     sim = uv_simulate(-0.3, eos_manifold_ntk(-0.3, 1.0, 1.0), y_tilde, 1.0, 1.0, 500)
