@@ -574,7 +574,17 @@ def uv_tail_statistics(
         # the candidates that pass it, one record at a time.
         todo = 0
         for i in range(n):
-            if ok[i]:
+            if not ok[i]:
+                continue
+            flat = True
+            for k in range(3):
+                flat = flat and acc[k, i] - acc[3 + k, i] <= thr[k, i]
+            if flat:
+                # every signal's range within its threshold (e.g. an exact
+                # fixed point): any two records are near, period 1, as the
+                # window tests would find (fl(|a - b|) <= fl(max - min))
+                period[c0 + i] = 1
+            else:
                 cand[todo] = i
                 todo += 1
         for p in range(1, Pmax + 1):
