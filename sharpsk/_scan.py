@@ -946,8 +946,9 @@ default=None
         Runs sharing a kernel and its static arguments are stacked; each
         group is cut into blocks of at most the engine's ``max_block`` runs,
         and into at least ``_BLOCKS_PER_WORKER`` blocks per worker (a
-        multiple of the workers), so that every worker is busy and a finished block is
-        cached and reported while others run.  The group is cut into
+        multiple of the workers), so that every worker is busy and a
+        finished block is cached and reported while others run.  The group
+        is cut into
         ``_CHUNKS_PER_BLOCK`` chunks of consecutive runs per block, and a
         block takes every k-th chunk: the blocks of a grid of learning rates
         mix cheap runs (converged or diverged early) and costly ones alike,

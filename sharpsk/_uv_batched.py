@@ -3,10 +3,11 @@
 :class:`~sharpsk.UVRegressor` offers it to :class:`~sharpsk.LearningRateScan`
 through the scan protocol (``UVRegressor.batched_engine``): all learning
 rates of a scan iterate the exact map at once, bit-identical to one fit each.
-The stepping runs in numpy or, when numba is installed (the ``fast`` extra),
-in the compiled core of :mod:`sharpsk._uv_numba`, with the same numbers;
-``SHARPSK_NO_NUMBA=1`` in the environment forces numpy.  The labels are
-numpy in both.
+The stepping, the Lyapunov exponents and the tail statistics the labels are
+decided on run in numpy or, when numba is installed (the ``fast`` extra), in
+the compiled core of :mod:`sharpsk._uv_numba`, with the same numbers (and
+then without the GIL: the scan runs its blocks in threads);
+``SHARPSK_NO_NUMBA=1`` in the environment forces numpy.
 """
 
 import importlib.util
