@@ -641,10 +641,10 @@ default=None
             self.init_seed_ = seeds if names else seeds[0]
         return seeds.ravel()
 
-    def _initial_sharpness(self, X, y, candidates, configs, store, fp):
+    def _initial_sharpness(self, X, y, candidates, configs, store, fp, prefer):
         """``lambda_H0`` and ``eta_c`` of each configuration ``(candidate,
         seed)``: one ``max_iter=0`` fit each, found in the cache or fitted in
-        parallel."""
+        parallel (joblib's hint ``prefer``)."""
         keys, found = {}, {}
         if store is not None:
             keys = {
@@ -663,7 +663,7 @@ default=None
                 est.set_params(max_iter=0)
             tasks.append((_initial_fit, (est, X, y), {}))
             todo.append(rk)
-        for ids, res in self._dispatch(tasks, todo):
+        for ids, res in self._dispatch(tasks, todo, prefer):
             info[ids] = res
         if store is not None and todo:
             store.save(
@@ -783,16 +783,6 @@ default=None
         # distinct ones, and which one each run has
         configs, run_config = _distinct_rows(run_cand, seeds)
         fp = None if store is None else self._fingerprints(X, y, candidates, analysis)
-        lam0, eta_c = self._initial_sharpness(X, y, candidates, configs, store, fp)
-        lam0, eta_c = lam0[run_config], eta_c[run_config]
-        grid = np.tile(lrs, n_cand)
-        units = self._units()
-        eta = resolve_learning_rate(
-            grid, units, initial_sharpness=lam0, critical_learning_rate=eta_c
-        )
-        with np.errstate(over="ignore"):
-            c = grid if units == "initial_sharpness" else eta * lam0
-
         engine, engines = self.engine, None
         if engine != "per_run":
             engines = self._batched_engines(X, y, candidates, configs)
@@ -810,6 +800,22 @@ default=None
                 f"{type(self.estimator).__name__} on {X.shape[0]} samples. Use "
                 "engine='per_run'."
             )
+        # threads when every kernel runs without the GIL (the initial fits
+        # too: they are short, and a process pool would be started for them)
+        prefer = None
+        if engine == "batched" and all(e.prefer == "threads" for e in engines):
+            prefer = "threads"
+        lam0, eta_c = self._initial_sharpness(
+            X, y, candidates, configs, store, fp, prefer
+        )
+        lam0, eta_c = lam0[run_config], eta_c[run_config]
+        grid = np.tile(lrs, n_cand)
+        units = self._units()
+        eta = resolve_learning_rate(
+            grid, units, initial_sharpness=lam0, critical_learning_rate=eta_c
+        )
+        with np.errstate(over="ignore"):
+            c = grid if units == "initial_sharpness" else eta * lam0
 
         # The table of everything known before the runs (streamed with them).
         table = {"learning_rate": eta}
@@ -844,14 +850,10 @@ default=None
             bar.update(done.size)
         todo = np.flatnonzero(~collected.filled)
 
-        prefer = None
         if engine == "batched":
             tasks, ids = self._batched_tasks(
                 engines, run_config, eta, todo, analysis, n_tail
             )
-            # threads when every kernel runs without the GIL
-            if all(e.prefer == "threads" for e in engines):
-                prefer = "threads"
         else:
             tasks, ids = [], []
             for i in todo.tolist():

@@ -205,6 +205,24 @@ def test_compiled_uv_blocks_run_in_threads(monkeypatch):
     assert UV1.batched_engine(X1, Y1).prefer is None
 
 
+def test_initial_fits_of_compiled_uv_scans_run_in_threads(monkeypatch):
+    # Short fits: no process pool is started for them (it took 1.1 s of a
+    # 1.8 s first scan over three widths).
+    pytest.importorskip("numba")
+    monkeypatch.delenv("SHARPSK_NO_NUMBA", raising=False)
+    pids = []
+    fit = scan_module._initial_fit
+
+    def recorded(*args):
+        pids.append(os.getpid())
+        return fit(*args)
+
+    monkeypatch.setattr(scan_module, "_initial_fit", recorded)
+    scan = uv_scan(param_grid={"width": [1, 2]}, n_jobs=2).fit(X1, Y1)
+    assert scan.engine_ == "batched"
+    assert pids == [os.getpid()] * 2
+
+
 def test_initial_sharpness_fits_run_in_parallel_with_identical_numbers():
     X, y = multi_example_data()
     est = UVRegressor(width=4, max_iter=30)
