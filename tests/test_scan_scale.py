@@ -36,18 +36,28 @@ def uv_scan(**kw):
     return LearningRateScan(UV1, **kw)
 
 
-class CountingKernel:
-    """Counts the runs the batched UV kernel computes."""
+class KernelCalls:
+    """Records the calls of the batched UV kernel made in this process: the
+    learning rates of each block and the process that ran it."""
 
     def __init__(self, monkeypatch):
-        self.n_runs = 0
+        self.blocks, self.pids = [], []
         kernel = uv_module.uv_batched_runs
 
-        def counted(**kwargs):
-            self.n_runs += np.size(kwargs["eta"])
+        def recorded(**kwargs):
+            self.blocks.append(np.asarray(kwargs["eta"]))
+            self.pids.append(os.getpid())
             return kernel(**kwargs)
 
-        monkeypatch.setattr(uv_module, "uv_batched_runs", counted)
+        monkeypatch.setattr(uv_module, "uv_batched_runs", recorded)
+
+    @property
+    def n_runs(self):
+        return sum(b.size for b in self.blocks)
+
+    def clear(self):
+        self.blocks.clear()
+        self.pids.clear()
 
 
 # --------------------------------------------------------------------------
@@ -56,13 +66,13 @@ class CountingKernel:
 
 
 def test_extended_grid_recomputes_exactly_one_run(tmp_path, monkeypatch):
-    counter = CountingKernel(monkeypatch)
+    counter = KernelCalls(monkeypatch)
     first = uv_scan(memory=tmp_path).fit(X1, Y1)
     assert counter.n_runs == 5 and first.n_cached_ == 0
-    counter.n_runs = 0
+    counter.clear()
     extended = uv_scan(learning_rates=[*RATES, 1.2], memory=tmp_path).fit(X1, Y1)
     assert counter.n_runs == 1 and extended.n_cached_ == 5
-    counter.n_runs = 0
+    counter.clear()
     subset = uv_scan(learning_rates=RATES[3:0:-1], memory=tmp_path).fit(X1, Y1)
     assert counter.n_runs == 0 and subset.n_cached_ == 3
     fresh = uv_scan(learning_rates=[*RATES, 1.2]).fit(X1, Y1)
@@ -143,33 +153,20 @@ def test_every_backend_gives_identical_numbers(engine, backend):
 
 
 def test_batched_blocks_are_split_across_workers(monkeypatch):
-    sizes = []
-    kernel = uv_module.uv_batched_runs
-
-    def recorded(**kwargs):
-        sizes.append(np.size(kwargs["eta"]))
-        return kernel(**kwargs)
-
-    monkeypatch.setattr(uv_module, "uv_batched_runs", recorded)
+    calls = KernelCalls(monkeypatch)
     with joblib.parallel_config(backend="threading"):
         uv_scan(learning_rates=np.linspace(0.5, 1.5, 16), n_jobs=2).fit(X1, Y1)
-    assert sum(sizes) == 16 and len(sizes) == 4  # two blocks per worker
+    assert calls.n_runs == 16 and len(calls.blocks) == 4  # two blocks per worker
 
 
 @pytest.mark.parametrize("n_runs", [3, 50, 101])
 def test_blocks_respect_max_block_and_hold_every_run_once(monkeypatch, n_runs):
-    blocks = []
-    kernel = uv_module.uv_batched_runs
-
-    def recorded(**kwargs):
-        blocks.append(np.asarray(kwargs["eta"]))
-        return kernel(**kwargs)
-
-    monkeypatch.setattr(uv_module, "uv_batched_runs", recorded)
+    calls = KernelCalls(monkeypatch)
     monkeypatch.setattr(uv_module, "_MAX_BLOCK", 7)
     rates = np.linspace(0.5, 1.5, n_runs)
     with joblib.parallel_config(backend="threading"):
         scan = uv_scan(learning_rates=rates, n_jobs=2).fit(X1, Y1)
+    blocks = calls.blocks
     assert max(b.size for b in blocks) <= 7
     assert len(blocks) % 2 == 0 or len(blocks) == n_runs  # balanced
     seen = np.sort(np.concatenate(blocks))
@@ -182,25 +179,18 @@ def test_compiled_uv_blocks_run_in_threads(monkeypatch):
     # this process by default (no worker to start, no result to copy), on
     # numpy in processes; a backend the user sets wins.
     pytest.importorskip("numba")
-    pids = []
-    kernel = uv_module.uv_batched_runs
-
-    def recorded(**kwargs):
-        pids.append(os.getpid())
-        return kernel(**kwargs)
-
-    monkeypatch.setattr(uv_module, "uv_batched_runs", recorded)
+    calls = KernelCalls(monkeypatch)
     monkeypatch.delenv("SHARPSK_NO_NUMBA", raising=False)
     assert UV1.batched_engine(X1, Y1).prefer == "threads"
     ref = uv_scan(n_jobs=1).fit(X1, Y1)
-    pids.clear()
+    calls.clear()
     scan = uv_scan(n_jobs=2).fit(X1, Y1)
-    assert len(pids) == 4 and set(pids) == {os.getpid()}  # 2 blocks per thread
+    assert calls.pids == [os.getpid()] * 4  # 2 blocks per thread
     assert_results_equal(ref.results_, scan.results_)
-    pids.clear()
+    calls.clear()
     with joblib.parallel_config(backend="loky"):
         uv_scan(n_jobs=2).fit(X1, Y1)
-    assert pids == []  # run in the loky workers
+    assert calls.pids == []  # run in the loky workers
     monkeypatch.setenv("SHARPSK_NO_NUMBA", "1")
     assert UV1.batched_engine(X1, Y1).prefer is None
 
