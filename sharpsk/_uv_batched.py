@@ -56,11 +56,14 @@ _numpy_seconds = 0.0
 # (16 bytes per run and record) stay in cache until they are labelled.
 _COMPILED_BATCH = 256
 
-# Each thread's record buffers of the compiled core, kept from block to block
-# up to this many bytes: a fresh 4 MiB buffer per block costs about 1 ms of
-# page faults, a tenth of a small block.
+# Record buffers of the compiled core, kept from block to block (and scan to
+# scan: joblib's threads are new for every scan) up to this many bytes each:
+# a fresh 4 MiB buffer costs about 1 ms of page faults, a tenth of a small
+# block.  A block takes one for its duration; a few are kept.
 _KEPT_BUFFER_BYTES = 1 << 24
-_local = threading.local()
+_KEPT_BUFFERS = 4
+_free_buffers = []
+_free_lock = threading.Lock()
 
 
 def _numba_disabled():
@@ -110,16 +113,22 @@ def compiled_core(compiled=None, n_runs=None, n_steps=None):
     return _uv_numba
 
 
-def _record_buffers(size):
-    """Two record buffers of at least ``size`` floats (``(2, size)``), this
-    thread's if small enough to keep (their values are never reused)."""
-    kept = getattr(_local, "records", None)
-    if kept is not None and kept.shape[1] >= size:
-        return kept
-    buffers = np.empty((2, size))
+def _take_buffers(size):
+    """Two record buffers of at least ``size`` floats, ``(2, size)``: a kept
+    one if one is large enough (its values are never reused), else new."""
+    with _free_lock:
+        for k, buffers in enumerate(_free_buffers):
+            if buffers.shape[1] >= size:
+                return _free_buffers.pop(k)
+    return np.empty((2, size))
+
+
+def _give_back(buffers):
+    """Keep ``buffers`` for a later block if small enough and room is left."""
     if buffers.nbytes <= _KEPT_BUFFER_BYTES:
-        _local.records = buffers
-    return buffers
+        with _free_lock:
+            if len(_free_buffers) < _KEPT_BUFFERS:
+                _free_buffers.append(buffers)
 
 
 def tail_lyapunov(delta_f, ntk, eta, kappa, y, n_steps, *, core=None):
@@ -443,7 +452,7 @@ def _compiled_scan(core, runs, out, *, schedule, T, P, max_iter, edge, analysis)
     first_tail = schedule.size - T
     params = _compiled_params(eta, kappa, y, bound)
     batch = max(1, min(N, _COMPILED_BATCH))
-    buffers = _record_buffers(T * batch)
+    buffers = _take_buffers(T * batch)
     lyap = np.empty(N)
     flt = np.empty((N, 6))
     period = np.zeros(N, dtype=np.int64)
@@ -451,51 +460,55 @@ def _compiled_scan(core, runs, out, *, schedule, T, P, max_iter, edge, analysis)
     tail_sharp = np.empty((N, P))
     tail_loss = np.empty((N, P))
     steps = schedule.astype(np.int64)
-    for start in range(0, N, batch):
-        s = slice(start, min(start + batch, N))
-        n = s.stop - s.start
-        rec_df, rec_ntk = (b[: T * n].reshape(T, n) for b in buffers)
-        core.uv_advance(
-            delta_f0[s].copy(),
-            ntk0[s].copy(),
-            np.ascontiguousarray(params[:, s]),
-            alive[s],
-            n_iter[s],
-            max_es[s],
-            rec_df,
-            rec_ntk,
-            steps,
-            int(first_tail),
-            int(first_tail),
-            max_iter,
-            False,
-            _FLUSH_EVERY,
-            _FREEZE_EVERY,
-        )
-        lyap[s] = _bounded_lyapunov(
-            (rec_df[0], rec_ntk[0], eta[s], kappa[s], y[s]),
-            alive[s],
-            max_iter - schedule[first_tail],
-            core,
-        )
-        core.uv_tail_statistics(
-            rec_df,
-            rec_ntk,
-            0,
-            eta[s],
-            kappa[s],
-            y[s],
-            ~alive[s],
-            int(analysis["max_period"]),
-            float(analysis["rtol"]),
-            float(analysis.get("contraction", CONTRACTION)),
-            SETTLE_TOL,
-            flt[s],
-            period[s],
-            flags[s],
-            tail_sharp[s],
-            tail_loss[s],
-        )
+    try:
+        for start in range(0, N, batch):
+            s = slice(start, min(start + batch, N))
+            n = s.stop - s.start
+            rec_df, rec_ntk = (b[: T * n].reshape(T, n) for b in buffers)
+            core.uv_advance(
+                delta_f0[s].copy(),
+                ntk0[s].copy(),
+                np.ascontiguousarray(params[:, s]),
+                alive[s],
+                n_iter[s],
+                max_es[s],
+                rec_df,
+                rec_ntk,
+                steps,
+                int(first_tail),
+                int(first_tail),
+                max_iter,
+                False,
+                _FLUSH_EVERY,
+                _FREEZE_EVERY,
+            )
+            lyap[s] = _bounded_lyapunov(
+                (rec_df[0], rec_ntk[0], eta[s], kappa[s], y[s]),
+                alive[s],
+                max_iter - schedule[first_tail],
+                core,
+            )
+            core.uv_tail_statistics(
+                rec_df,
+                rec_ntk,
+                0,
+                eta[s],
+                kappa[s],
+                y[s],
+                ~alive[s],
+                int(analysis["max_period"]),
+                float(analysis["rtol"]),
+                float(analysis.get("contraction", CONTRACTION)),
+                SETTLE_TOL,
+                flt[s],
+                period[s],
+                flags[s],
+                tail_sharp[s],
+                tail_loss[s],
+            )
+    finally:
+        _give_back(buffers)
+
     stats = dict(
         zip(("ok", "contracting", "non_monotone", "settled"), flags.T, strict=True)
     )

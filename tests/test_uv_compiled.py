@@ -203,6 +203,24 @@ def test_many_small_blocks_load_the_core(monkeypatch):
     ]
 
 
+def test_record_buffers_are_kept_and_never_shared(monkeypatch):
+    monkeypatch.setattr(uv_batched, "_free_buffers", [])
+    a, b = uv_batched._take_buffers(100), uv_batched._take_buffers(100)
+    assert a is not b and a.shape == (2, 100)  # two blocks at once: two
+    uv_batched._give_back(a)
+    assert uv_batched._take_buffers(50) is a  # large enough: kept, reused
+    assert uv_batched._take_buffers(50) is not a  # taken: not handed twice
+    big = np.empty((2, uv_batched._KEPT_BUFFER_BYTES // 8))
+    uv_batched._give_back(big)
+    assert uv_batched._free_buffers == []  # too large to keep
+    # the kernel gives its buffers back, and the numbers do not depend on them
+    args = kernel_args(rates=[0.5, 1.1, 1.5], max_iter=300)
+    kw = {"analysis": ANALYSIS, "n_tail_points": 4}
+    first = uv_batched_runs(*args, compiled=True, **kw)
+    assert len(uv_batched._free_buffers) == 1
+    assert_kernel_outputs_equal(uv_batched_runs(*args, compiled=True, **kw), first)
+
+
 def test_threads_loading_the_core_at_once_get_it_whole():
     # Regression: a scan on the threading backend in a fresh process raised
     # AttributeError ("partially initialized module"): a thread found the
