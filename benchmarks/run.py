@@ -387,7 +387,9 @@ def _numba_uv_floor():
                     if abs(df[i]) < flush_below[i]:
                         df[i] = 0.0
 
-    def loop(delta_f0, ntk0, eta, kappa, y, n_steps):
+    def loop(delta_f0, ntk0, eta, kappa, y, n_steps, block=None):
+        # block: runs stepped at a time (all steps of a block, then the
+        # next: they stay in cache), None for all at once
         df = np.array(delta_f0, dtype=float)
         ntk = np.array(ntk0, dtype=float)
         eta, kappa, y = np.broadcast_arrays(
@@ -397,7 +399,10 @@ def _numba_uv_floor():
         ek = eta * kappa
         eek = eta * ek
         flush_below = _FLUSH_RATIO * divergence_bound(df, y)
-        steps(df, ntk, eta, ek, eek, y, flush_below, int(n_steps))
+        size = df.size if block is None else int(block)
+        for s in range(0, df.size, max(size, 1)):
+            b = slice(s, s + size)
+            steps(df[b], ntk[b], eta[b], ek[b], eek[b], y[b], flush_below[b], n_steps)
         return df, ntk
 
     return loop
@@ -545,7 +550,7 @@ def bench_uv_scan(cfg):
 
     from sharpsk._scan import LearningRateScan
     from sharpsk._uv import _MAX_BLOCK
-    from sharpsk._uv_batched import compiled_core
+    from sharpsk._uv_batched import _COMPILED_BATCH, compiled_core
 
     X, y, est, c = _uv_problem(cfg)
     n_lr, n_steps = cfg["n_lr"], cfg["n_steps"]
@@ -599,6 +604,10 @@ def bench_uv_scan(cfg):
     if numba_loop is not None:
         numba_loop(*(a[:2] if np.ndim(a) else a for a in floor_args[:-1]), 2)
         funcs["numba floor"] = lambda: numba_loop(*floor_args)
+        # the same loop in blocks of runs the size of the scan's batches
+        funcs["numba floor, blocked"] = lambda: numba_loop(
+            *floor_args, block=_COMPILED_BATCH
+        )
     # Warm-up outside the timings: the compiled core's cache loaded (or
     # compiled once), the loky workers started (and their numba loaded).
     candidate()
@@ -656,6 +665,20 @@ def bench_uv_scan(cfg):
                     f"{k} {_fmt_time(v)}" for k, v in phases.items() if k != "total"
                 )
                 + f" of {_fmt_time(phases['total'])}",
+            )
+        )
+        t_blocked = best["numba floor, blocked"]
+        rows.append(
+            row(
+                f"UV scan vs numba floor in blocks of {_COMPILED_BATCH} runs ({size})",
+                _fmt_time(t_scan),
+                _fmt_time(t_blocked),
+                f"{t_scan / t_blocked:.2f}x slower",
+                "report",
+                None,
+                "the same floor, a block of runs stepped to the end before the "
+                "next (they stay in cache, as the scan's batches do): a lower "
+                "floor than the issue's",
             )
         )
     else:
@@ -730,6 +753,7 @@ def bench_uv_scan(cfg):
             "batched_scan_numpy_path": samples["batched scan, numpy path"],
             "numpy_floor": samples["numpy floor"],
             "numba_floor": samples.get("numba floor"),
+            "numba_floor_blocked": samples.get("numba floor, blocked"),
             "per_run_subset": per_run_samples["per-run"],
         },
         "per_run_subset_size": int(sub.size),
