@@ -44,14 +44,6 @@ def _targets(rng, loss, n, k):
     return rng.integers(2, size=(n, 1)).astype(float)
 
 
-def _random_net(rng, sizes):
-    params, mults = [], []
-    for fan_in, fan_out in zip(sizes[:-1], sizes[1:], strict=True):
-        params += [rng.normal(size=(fan_in, fan_out)), rng.normal(size=fan_out)]
-        mults += [rng.uniform(0.5, 1.5), rng.uniform(0.5, 1.5)]
-    return params, mults
-
-
 def _outputs(params, mults, X, activation="tanh"):
     """Network outputs with autograd.numpy (weights and biases alternate)."""
     h = X
@@ -123,9 +115,9 @@ def test_get_loss_names_the_choices():
 # --------------------------------------------------------------------------
 @pytest.mark.parametrize("loss", CLASSIFICATION_LOSSES)
 @pytest.mark.parametrize("activation", ACTIVATIONS)
-def test_gradient_and_hvp_are_exact(rng, loss, activation):
+def test_gradient_and_hvp_are_exact(random_net, rng, loss, activation):
     k = 1 if loss == "binary_log_loss" else 3
-    params, mults = _random_net(rng, [3, 5, 4, k])
+    params, mults = random_net(rng, [3, 5, 4, k])
     X, Y = rng.normal(size=(6, 3)), _targets(rng, loss, 6, k)
     point = mlp_point(params, X, Y, mults, activation, loss)
 
@@ -148,9 +140,11 @@ def test_gradient_and_hvp_are_exact(rng, loss, activation):
 
 
 @pytest.mark.parametrize("loss", CLASSIFICATION_LOSSES)
-def test_gauss_newton_product_weights_the_ntk_by_the_output_hessian(rng, loss):
+def test_gauss_newton_product_weights_the_ntk_by_the_output_hessian(
+    random_net, rng, loss
+):
     k = 1 if loss == "binary_log_loss" else 3
-    params, mults = _random_net(rng, [3, 6, k])
+    params, mults = random_net(rng, [3, 6, k])
     X, Y = rng.normal(size=(5, 3)), _targets(rng, loss, 5, k)
     point = mlp_point(params, X, Y, mults, "tanh", loss)
     J = jacobian(lambda w: _outputs(_unflatten(w, params), mults, X).ravel())(
@@ -164,8 +158,8 @@ def test_gauss_newton_product_weights_the_ntk_by_the_output_hessian(rng, loss):
     assert_allclose(G, J.T @ H_out @ J, rtol=1e-10, atol=1e-14)
 
 
-def test_divergence_scale_of_cross_entropy_is_the_largest_logit(rng):
-    params, mults = _random_net(rng, [3, 4, 3])
+def test_divergence_scale_of_cross_entropy_is_the_largest_logit(random_net, rng):
+    params, mults = random_net(rng, [3, 4, 3])
     X, Y = rng.normal(size=(5, 3)), np.eye(3)[[0, 1, 2, 0, 1]]
     pt = mlp_point(params, X, Y, mults, "tanh", "log_loss")
     assert _MLPPoint(pt).residual_max == np.max(np.abs(pt["output"]))

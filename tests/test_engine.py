@@ -488,17 +488,6 @@ def test_top_k_eigenvalues_along_a_run(digits):
 # The float32 Hessian matvec of MLPModel points (sgemm accumulation, factored
 # curvature terms, buffers shared by the points of a model)
 # --------------------------------------------------------------------------
-def _kernel_net(rng, sizes, bias):
-    params, mults = [], []
-    for fan_in, fan_out in zip(sizes[:-1], sizes[1:], strict=True):
-        params.append(rng.normal(size=(fan_in, fan_out)))
-        mults.append(rng.uniform(0.5, 1.5))
-        if bias:
-            params.append(rng.normal(size=fan_out))
-            mults.append(rng.uniform(0.5, 1.5))
-    return params, mults
-
-
 @pytest.mark.parametrize("activation", ["identity", "logistic", "tanh", "relu"])
 @pytest.mark.parametrize("bias", [True, False])
 @pytest.mark.parametrize(
@@ -511,12 +500,12 @@ def _kernel_net(rng, sizes, bias):
     ],
 )
 def test_float32_matvec_matches_float64_and_the_list_kernel(
-    activation, bias, loss, sizes
+    random_net, activation, bias, loss, sizes
 ):
     from sharpsk._mlp_kernels import mlp_hvp, mlp_matvec, mlp_point
 
     rng = np.random.default_rng(3)
-    params, mults = _kernel_net(rng, sizes, bias)
+    params, mults = random_net(rng, sizes, bias)
     X = rng.normal(size=(11, sizes[0]))
     if loss == "binary_log_loss":
         Y = rng.integers(0, 2, (11, 1)).astype(float)

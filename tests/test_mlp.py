@@ -42,17 +42,6 @@ from sharpsk.datasets import load_digits_onehot, make_teacher_student, make_uv_e
 TRACES = ("sharpness_trace_", "loss_curve_", "steps_", "hvp_trace_")
 
 
-def _random_net(rng, sizes, bias=True):
-    params, mults = [], []
-    for fan_in, fan_out in zip(sizes[:-1], sizes[1:], strict=True):
-        params.append(rng.normal(size=(fan_in, fan_out)))
-        mults.append(rng.uniform(0.5, 1.5))
-        if bias:
-            params.append(rng.normal(size=fan_out))
-            mults.append(rng.uniform(0.5, 1.5))
-    return params, mults
-
-
 def _raw_problem(est):
     """Raw weights, raw multipliers and per-parameter lr scales of a fit."""
     mult = est.scalings_["multiplier"]
@@ -70,8 +59,8 @@ def _raw_problem(est):
 # --------------------------------------------------------------------------
 @pytest.mark.parametrize("activation", ACTIVATIONS)
 @pytest.mark.parametrize("bias", [True, False])
-def test_gradient_and_hvp_are_exact(rng, activation, bias):
-    params, mults = _random_net(rng, [3, 5, 4, 2], bias)
+def test_gradient_and_hvp_are_exact(random_net, rng, activation, bias):
+    params, mults = random_net(rng, [3, 5, 4, 2], bias)
     X, Y = rng.normal(size=(6, 3)), rng.normal(size=(6, 2))
     point = mlp_point(params, X, Y, mults, activation)
 
@@ -112,8 +101,8 @@ def test_gradient_and_hvp_are_exact(rng, activation, bias):
         check_grads(loss, modes=["rev"], order=2)(params)
 
 
-def test_gauss_newton_product_is_ntk(rng):
-    params, mults = _random_net(rng, [3, 6, 2])
+def test_gauss_newton_product_is_ntk(random_net, rng):
+    params, mults = random_net(rng, [3, 6, 2])
     X, Y = rng.normal(size=(5, 3)), rng.normal(size=(5, 2))
     point = mlp_point(params, X, Y, mults, "tanh")
     flat = flatten_params(params)
@@ -144,8 +133,8 @@ def unflatten_params_ag(w, like):
     return out
 
 
-def test_predict_kernel_matches_loss_kernel(rng):
-    params, mults = _random_net(rng, [4, 3, 2])
+def test_predict_kernel_matches_loss_kernel(random_net, rng):
+    params, mults = random_net(rng, [4, 3, 2])
     X = rng.normal(size=(7, 4))
     coefs = [mults[0] * params[0], mults[2] * params[2]]
     intercepts = [mults[1] * params[1], mults[3] * params[3]]
@@ -582,8 +571,8 @@ def test_verbose_reports_progress(capsys):
 # --------------------------------------------------------------------------
 @pytest.mark.parametrize("activation", ACTIVATIONS)
 @pytest.mark.parametrize("loss", ["squared_error", "log_loss"])
-def test_float32_hvp_against_dense_hessian(rng, activation, loss):
-    params, mults = _random_net(rng, [4, 6, 5, 3])
+def test_float32_hvp_against_dense_hessian(random_net, rng, activation, loss):
+    params, mults = random_net(rng, [4, 6, 5, 3])
     X = rng.normal(size=(9, 4))
     Y = np.eye(3)[rng.integers(0, 3, 9)]
     point = mlp_point(params, X, Y, mults, activation, loss)
